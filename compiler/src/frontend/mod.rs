@@ -1,0 +1,1 @@
+//! Front-ends: YAML files and `network!` tokens, both to `ast::Module`.

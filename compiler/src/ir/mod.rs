@@ -1,0 +1,1 @@
+//! The IR: a petgraph graph of primitive ops behind typed ids.

@@ -1,0 +1,1 @@
+//! Lowering: elaborates the AST (blocks, if, repeat) into the IR.

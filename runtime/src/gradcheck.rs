@@ -1,0 +1,1 @@
+//! gradcheck: to be written.

@@ -1,0 +1,1 @@
+//! Fast activation kernels: to be written.

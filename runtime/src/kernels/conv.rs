@@ -1,0 +1,1 @@
+//! Fast conv kernels: to be written.

@@ -1,0 +1,1 @@
+//! Fast dispatch kernels: to be written.

@@ -1,0 +1,1 @@
+//! Fast elementwise kernels: to be written.

@@ -1,0 +1,1 @@
+//! Fast gemm kernels: to be written.

@@ -1,0 +1,1 @@
+//! Fast loss kernels: to be written.

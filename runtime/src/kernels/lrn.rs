@@ -1,0 +1,1 @@
+//! Fast lrn kernels: to be written.

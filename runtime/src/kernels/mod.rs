@@ -1,0 +1,18 @@
+//! The fast CPU kernels, forward and backward.
+//!
+//! Each family sits in its own file beside the others; every kernel has a
+//! reference in [`crate::reference`] and a shared property test against it.
+//! Per-architecture code (AVX2+FMA, NEON, portable) is selected once through
+//! the table in [`dispatch`], never with `cfg` at call sites.
+
+pub mod activation;
+pub mod conv;
+pub mod dispatch;
+pub mod elementwise;
+pub mod gemm;
+pub mod loss;
+pub mod lrn;
+pub mod norm;
+pub mod pool;
+pub mod softmax;
+pub mod upsample;

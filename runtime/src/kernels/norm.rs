@@ -1,0 +1,1 @@
+//! Fast norm kernels: to be written.

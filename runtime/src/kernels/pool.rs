@@ -1,0 +1,1 @@
+//! Fast pool kernels: to be written.

@@ -1,0 +1,1 @@
+//! Fast softmax kernels: to be written.

@@ -1,0 +1,1 @@
+//! Fast upsample kernels: to be written.

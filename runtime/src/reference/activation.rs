@@ -1,0 +1,1 @@
+//! Reference activation: to be written.

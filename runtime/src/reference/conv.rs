@@ -1,0 +1,1 @@
+//! Reference conv: to be written.

@@ -1,0 +1,1 @@
+//! Reference elementwise: to be written.

@@ -1,0 +1,1 @@
+//! Reference gemm: to be written.

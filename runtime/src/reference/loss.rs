@@ -1,0 +1,1 @@
+//! Reference loss: to be written.

@@ -1,0 +1,1 @@
+//! Reference lrn: to be written.

@@ -1,0 +1,1 @@
+//! Reference norm: to be written.

@@ -1,0 +1,1 @@
+//! Reference pool: to be written.

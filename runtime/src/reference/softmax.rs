@@ -1,0 +1,1 @@
+//! Reference softmax: to be written.

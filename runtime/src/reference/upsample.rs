@@ -1,0 +1,1 @@
+//! Reference upsample: to be written.

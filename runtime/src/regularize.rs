@@ -1,0 +1,1 @@
+//! regularize: to be written.
