@@ -17,7 +17,10 @@ pub fn mix64(mut z: u64) -> u64 {
 /// The 64 random bits at `counter` in stream `seed`.
 #[inline(always)]
 pub fn bits_at(seed: u64, counter: u64) -> u64 {
-    mix64(mix64(seed ^ 0x9E37_79B9_7F4A_7C15).wrapping_add(counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    mix64(
+        mix64(seed ^ 0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+    )
 }
 
 /// A uniform f32 in [0, 1) at `counter` in stream `seed` (24 random bits).
@@ -84,7 +87,9 @@ impl Rng {
 
     /// A derived, independent stream (for per-epoch or per-layer streams).
     pub fn fork(&self, tag: u64) -> Rng {
-        Rng::new(mix64(self.seed ^ mix64(tag.wrapping_add(0xD1B5_4A32_D192_ED03))))
+        Rng::new(mix64(
+            self.seed ^ mix64(tag.wrapping_add(0xD1B5_4A32_D192_ED03)),
+        ))
     }
 }
 
