@@ -13,6 +13,7 @@ pub mod gemm;
 pub mod loss;
 pub mod lrn;
 pub mod norm;
+pub mod parallel;
 pub mod pool;
 pub mod softmax;
 pub mod upsample;
