@@ -43,3 +43,6 @@ pub fn parse_tokens(tokens: proc_macro2::TokenStream) -> Result<ast::Module, Dia
         Ok(parsed.module)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -815,6 +815,9 @@ impl Reader<'_, '_> {
             self.check_keys(entries, allowed, &format!("an {kind}"));
         }
         // The tensor this step starts from.
+        if matches!(get("from"), Some((_, Node::Scalar(_)))) {
+            self.unused(&cur);
+        }
         let cur = match get("from") {
             Some((_, Node::Seq(..))) if !allowed.is_empty() => {
                 self.error(
@@ -938,6 +941,20 @@ impl Reader<'_, '_> {
         }
     }
 
+    /// Reports a chain result that the next step drops by starting
+    /// elsewhere (a name or a placeholder is not a computation).
+    fn unused(&mut self, cur: &Expr) {
+        match &cur.kind {
+            ExprKind::Name(_) => {}
+            ExprKind::Tuple(items) if items.is_empty() => {}
+            _ => self.error(
+                codes::BAD_STEP,
+                cur.loc,
+                "the result of this step is never used: the next step starts from other tensors; bind it with `as:` or remove it",
+            ),
+        }
+    }
+
     /// An op or block step: `op: args`, with `from:` and `as:`.
     fn op_step(&mut self, entries: &[(Scalar, Node)], loc: Loc, cur: Expr) -> Option<Expr> {
         let ops: Vec<&(Scalar, Node)> = entries
@@ -974,6 +991,11 @@ impl Reader<'_, '_> {
             Node::Seq(items, seq_loc) if k.value == "from" => Some((items, *seq_loc)),
             _ => None,
         });
+        let explicit =
+            from_list.is_some() || (tensor_list_op && args.iter().any(|a| a.name.is_none()));
+        if explicit {
+            self.unused(&cur);
+        }
         let kind = if let Some((items, seq_loc)) = from_list {
             let names: Vec<Expr> = items
                 .iter()
