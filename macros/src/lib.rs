@@ -163,3 +163,41 @@ fn stub_type(name: &syn::Ident, public: bool) -> TokenStream2 {
         #vis struct #name;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The file form's errors, which trybuild cannot reach (it builds in
+    //! its own directory, so `CARGO_MANIFEST_DIR` differs there).
+
+    use super::expand;
+
+    /// Expands `network!(input)` and checks that its output holds `expect`.
+    fn check(input: &str, expect: &str) {
+        let tokens: proc_macro2::TokenStream = input.parse().expect("test input lexes");
+        let got = expand(tokens).to_string();
+        assert!(
+            got.contains(expect),
+            "\n--- got ---\n{got}\n--- expected to contain ---\n{expect}\n"
+        );
+    }
+
+    #[test]
+    fn file_form() {
+        let cases = [
+            (
+                r#""tests/data/broken.yaml""#,
+                r#"compile_error ! ("tests/data/broken.yaml:6:8: [K0001] invalid YAML: while parsing a flow mapping, did not find expected ',' or '}'")"#,
+            ),
+            (r#""tests/data/missing.yaml""#, "network!: cannot read"),
+            ("\"tests/data/lenet5.yaml\"", "include_str ! ("),
+            ("\"tests/data/lenet5.yaml\"", "pub struct LeNet5 ;"),
+            (
+                "\"tests/data/lenet5.yaml\"",
+                "# [doc = \" LeNet-5, as in the crash course.\"]",
+            ),
+        ];
+        for (input, expect) in cases {
+            check(input, expect);
+        }
+    }
+}

@@ -377,7 +377,7 @@ fn tokens_rejected() {
     let cases: &[(&str, &str)] = &[
         (
             "netwrk N(x: [1]) -> y { x }",
-            "1:1 K0040 unknown item `netwrk`: expected `block`, `network` or `loss`",
+            "1:1 K0041 unknown item `netwrk`: expected `block`, `network` or `loss`",
         ),
         (
             "network N(x: [1, 0]) -> y { x }",
@@ -385,7 +385,7 @@ fn tokens_rejected() {
         ),
         (
             "network N(x) -> y { x }",
-            "1:12 K0040 input `x` needs a shape: `x: [C, H, W]`",
+            "1:12 K0043 input `x` needs a shape: `x: [C, H, W]`",
         ),
         (
             "network N(x: [1]) -> y { x.conv2d(k: 5) }",
@@ -429,7 +429,7 @@ fn tokens_rejected() {
         ),
         (
             "block b() { 1 }",
-            "1:8 K0040 block `b` needs its tensor input as the first parameter: `block b(x, ...)`",
+            "1:8 K0043 block `b` needs its tensor input as the first parameter: `block b(x, ...)`",
         ),
         (
             "#[derive(Debug)] network N(x: [1]) -> y { x }",
