@@ -339,21 +339,39 @@ pub fn sgemm_with(
     for_each_chunk_mut(c, chunk, work, |idx, c_rows| {
         let row0 = idx * rows_per;
         let rows = rows_per.min(g.m - row0);
-        with_scratch(gemm_scratch_len_with(kern, g), |scratch| {
+        with_scratch(Slot::Pack, gemm_scratch_len_with(kern, g), |scratch| {
             gemm_rows(kern, g, a, b, c_rows, row0, rows, epilogue, scratch)
         });
     });
 }
 
-/// Runs `f` with this thread's packing buffer, grown to at least `len`.
+/// Which thread-local buffer [`with_scratch`] lends: GEMM packing and the
+/// convolution's column matrix use separate ones, since a convolution holds
+/// its column buffer while its GEMM packs.
 #[cfg(feature = "std")]
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// GEMM's packed panels.
+    Pack,
+    /// A convolution's column matrix (and, on worker threads, its packing).
+    Conv,
+}
+
+/// Runs `f` with this thread's buffer `slot`, grown to at least `len`
+/// floats (its contents are unspecified).
+#[cfg(feature = "std")]
+pub(crate) fn with_scratch<R>(slot: Slot, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     use std::cell::RefCell;
     std::thread_local! {
-        static SCRATCH: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
+        static PACK: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
+        static CONV: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
     }
+    let key = match slot {
+        Slot::Pack => &PACK,
+        Slot::Conv => &CONV,
+    };
     let mut f = Some(f);
-    let done = SCRATCH.with(|cell| {
+    let done = key.with(|cell| {
         let mut buf = cell.try_borrow_mut().ok()?;
         if buf.len() < len {
             buf.resize(len, 0.0);
