@@ -22,7 +22,7 @@
 //! it, renames it over the destination and fsyncs the directory: a reader
 //! sees the old file or the new one, never a half-written one, even if the
 //! process is killed mid-save. A killed save leaves its temporary file
-//! (`.<name>.tmp-<pid>`) behind; it is never read.
+//! (`.<name>.tmp-<pid>-<n>`) behind; it is never read.
 //!
 //! # Untrusted input
 //!
@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::optim::OptimState;
-use crate::params::{ParamLayout, Params, Pattern, ToolkitError};
+use crate::params::{ParamLayout, Params, Pattern, Problem, ToolkitError};
 use crate::rng::Rng;
 use crate::schedule::ScheduleState;
 
@@ -257,32 +257,50 @@ impl TensorFile {
             .collect())
     }
 
-    /// Problems with tensor `name` as an F32 tensor of `shape`, in one line
-    /// each: missing, other dtype, other shape, checksum mismatch.
-    fn check_tensor(&self, name: &str, shape: &[usize], what: &str) -> Option<String> {
+    /// The first problem with tensor `name` as an F32 tensor of `shape`
+    /// (to be loaded into `into` when renamed): missing, other dtype, other
+    /// shape, checksum mismatch.
+    fn check_tensor(
+        &self,
+        name: &str,
+        shape: &[usize],
+        kind: &'static str,
+        into: Option<&str>,
+    ) -> Option<Problem> {
         let Some(t) = self.info(name) else {
-            return Some(format!("missing {what} `{name}` (shape {shape:?})"));
+            return Some(Problem::Missing {
+                kind,
+                name: name.to_string(),
+                shape: shape.to_vec(),
+            });
         };
         if t.dtype != "F32" {
-            return Some(format!("tensor `{name}`: dtype {}, expected F32", t.dtype));
+            return Some(Problem::Dtype {
+                name: name.to_string(),
+                found: t.dtype.clone(),
+            });
         }
         if t.shape != shape {
-            return Some(format!(
-                "tensor `{name}`: expected shape {shape:?}, found {:?}",
-                t.shape
-            ));
+            return Some(Problem::Shape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: t.shape.clone(),
+                into: into.map(str::to_string),
+            });
         }
         self.check_crc(name)
     }
 
-    fn check_crc(&self, name: &str) -> Option<String> {
-        let want = self.metadata.get(&format!("crc32/{name}"))?;
-        let got = format!(
+    fn check_crc(&self, name: &str) -> Option<Problem> {
+        let saved = self.metadata.get(&format!("crc32/{name}"))?;
+        let found = format!(
             "{:08x}",
             crc32fast::hash(self.bytes_of(name).unwrap_or_default())
         );
-        (got != *want).then(|| {
-            format!("tensor `{name}`: checksum {got} does not match the saved {want}; its data is corrupted")
+        (found != *saved).then(|| Problem::Checksum {
+            name: name.to_string(),
+            found,
+            saved: saved.clone(),
         })
     }
 }
@@ -472,8 +490,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ToolkitError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{k}",
         file_name.to_string_lossy(),
         std::process::id()
     ));
@@ -514,7 +534,7 @@ pub fn load_from(file: &TensorFile, params: &mut Params) -> Result<TrainState, T
     ] {
         for s in layout.slots() {
             known.insert(&s.name);
-            problems.extend(file.check_tensor(&s.name, &s.shape, what));
+            problems.extend(file.check_tensor(&s.name, &s.shape, what, None));
         }
     }
     // Optimizer state names present in the file, in first-seen order.
@@ -532,22 +552,25 @@ pub fn load_from(file: &TensorFile, params: &mut Params) -> Result<TrainState, T
             }
         }
         if !known.contains(t.name.as_str()) {
-            problems.push(format!(
-                "unexpected tensor `{}` {:?} (not in the model)",
-                t.name, t.shape
-            ));
+            problems.push(Problem::Unexpected {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+            });
         }
     }
     state_names.sort();
     let meta = file.metadata();
     let optim_kind = meta.get("optim.kind");
     if optim_kind.is_none() && !state_names.is_empty() {
-        problems.push("optimizer tensors are present but `optim.kind` is not".into());
+        problems.push(Problem::Metadata {
+            key: "optim.kind".into(),
+            detail: "missing, but optimizer tensors are present".into(),
+        });
     }
     for sname in &state_names {
         for s in params.layout.slots() {
             let name = format!("{OPTIM_PREFIX}{sname}/{}", s.name);
-            problems.extend(file.check_tensor(&name, &s.shape, "optimizer tensor"));
+            problems.extend(file.check_tensor(&name, &s.shape, "optimizer tensor", None));
         }
     }
     let mut parse_u64 = |key: &str| -> Option<u64> {
@@ -555,9 +578,10 @@ pub fn load_from(file: &TensorFile, params: &mut Params) -> Result<TrainState, T
         match v.parse() {
             Ok(x) => Some(x),
             Err(_) => {
-                problems.push(format!(
-                    "metadata `{key}` is `{v}`, not an unsigned integer"
-                ));
+                problems.push(Problem::Metadata {
+                    key: key.to_string(),
+                    detail: format!("`{v}` is not an unsigned integer"),
+                });
                 None
             }
         }
@@ -573,7 +597,10 @@ pub fn load_from(file: &TensorFile, params: &mut Params) -> Result<TrainState, T
         Some(s) => match serde_json::from_str::<ScheduleState>(s) {
             Ok(st) => Some(st),
             Err(e) => {
-                problems.push(format!("metadata `schedule` is not a schedule state ({e})"));
+                problems.push(Problem::Metadata {
+                    key: "schedule".into(),
+                    detail: format!("not a schedule state ({e})"),
+                });
                 None
             }
         },
@@ -698,30 +725,28 @@ pub fn load_partial_from(
             .or_else(|| params.buffer_layout.slot(&target))
             .map(|s| s.shape.clone());
         match shape {
-            None => problems.push(format!(
-                "tensor `{}` maps to `{target}`, which is not in the model",
-                t.name
-            )),
+            None => problems.push(Problem::NoTarget {
+                name: t.name.clone(),
+                target: target.clone(),
+            }),
             Some(shape) => {
-                if let Some(p) = file.check_tensor(&t.name, &shape, "tensor") {
-                    problems.push(format!("{p} (loading into `{target}`)"));
-                }
+                problems.extend(file.check_tensor(&t.name, &shape, "tensor", Some(&target)));
             }
         }
         if let Some(prev) = targets.insert(target.clone(), t.name.clone()) {
-            problems.push(format!(
-                "`{target}` would be loaded twice, from `{prev}` and from `{}`",
-                t.name
-            ));
+            problems.push(Problem::Twice {
+                target: target.clone(),
+                first: prev,
+                second: t.name.clone(),
+            });
         }
         report.loaded.push((t.name.clone(), target));
     }
     for (i, (from, _)) in spec.rules.iter().enumerate() {
         if !used[i] {
-            problems.push(format!(
-                "rule `{}` matches no tensor in the file",
-                from.as_str()
-            ));
+            problems.push(Problem::UnusedRule {
+                pattern: from.as_str().to_string(),
+            });
         }
     }
     if !problems.is_empty() {

@@ -43,28 +43,105 @@ pub enum ToolkitError {
         /// What is wrong.
         detail: String,
     },
-    /// A tensor has a different shape than expected.
-    #[error("tensor `{name}`: expected shape {expected:?}, found {found:?}")]
-    Shape {
-        /// The tensor.
-        name: String,
-        /// The shape the receiver expects.
-        expected: Vec<usize>,
-        /// The shape that was given.
-        found: Vec<usize>,
-    },
     /// A checkpoint does not fit the model: every problem, one per tensor.
     #[error("{path}: {} problem(s) loading the checkpoint:\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Mismatch {
         /// The file.
         path: PathBuf,
         /// Every problem found, each naming its tensor.
-        problems: Vec<String>,
+        problems: Vec<Problem>,
     },
     /// A layout or configuration is invalid (duplicate name, bad pattern,
     /// wrong buffer length).
     #[error("{0}")]
     Invalid(String),
+}
+
+/// One reason a checkpoint does not fit a model; each names its tensor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// The model has a tensor the file lacks.
+    #[error("missing {kind} `{name}` (shape {shape:?})")]
+    Missing {
+        /// `parameter`, `buffer` or `optimizer tensor`.
+        kind: &'static str,
+        /// The tensor.
+        name: String,
+        /// The shape the model expects.
+        shape: Vec<usize>,
+    },
+    /// The file's tensor is not F32.
+    #[error("tensor `{name}`: dtype {found}, expected F32")]
+    Dtype {
+        /// The tensor.
+        name: String,
+        /// Its dtype in the file.
+        found: String,
+    },
+    /// The shapes differ.
+    #[error("tensor `{name}`: expected shape {expected:?}, found {found:?}{}", into.as_ref().map(|t| format!(" (loading into `{t}`)")).unwrap_or_default())]
+    Shape {
+        /// The tensor in the file.
+        name: String,
+        /// The shape the model expects.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+        /// The model tensor it was to be loaded into, when renamed.
+        into: Option<String>,
+    },
+    /// The data does not match the checksum saved with it.
+    #[error(
+        "tensor `{name}`: checksum {found} does not match the saved {saved}; its data is corrupted"
+    )]
+    Checksum {
+        /// The tensor.
+        name: String,
+        /// CRC-32 of the data as read.
+        found: String,
+        /// CRC-32 saved in the metadata.
+        saved: String,
+    },
+    /// The file has a tensor the model lacks.
+    #[error("unexpected tensor `{name}` {shape:?} (not in the model)")]
+    Unexpected {
+        /// The tensor.
+        name: String,
+        /// Its shape in the file.
+        shape: Vec<usize>,
+    },
+    /// A rename rule maps a file tensor to a name the model lacks.
+    #[error("tensor `{name}` maps to `{target}`, which is not in the model")]
+    NoTarget {
+        /// The tensor in the file.
+        name: String,
+        /// The name it maps to.
+        target: String,
+    },
+    /// Two file tensors map to one model tensor.
+    #[error("`{target}` would be loaded twice, from `{first}` and from `{second}`")]
+    Twice {
+        /// The model tensor.
+        target: String,
+        /// The first file tensor mapped to it.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// A rename rule selects nothing (a typo, usually).
+    #[error("rule `{pattern}` matches no tensor in the file")]
+    UnusedRule {
+        /// The rule's `from` pattern.
+        pattern: String,
+    },
+    /// A metadata entry is malformed.
+    #[error("metadata `{key}`: {detail}")]
+    Metadata {
+        /// The entry.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// What a parameter is for; initializers, regularizers and group rules select
