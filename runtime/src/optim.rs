@@ -34,7 +34,122 @@
 //!
 //! [`ParamLayout::runs`]: crate::params::ParamLayout::runs
 
+use crate::kernels::parallel::worth_parallel;
 use crate::params::{Params, ToolkitError};
+
+/// Elements per task when a step is spread over threads.
+const CHUNK: usize = 1 << 15;
+
+/// `s` in `CHUNK`-sized pieces, or `chunks` empty pieces if `s` is empty.
+fn split(s: &mut [f32], chunks: usize) -> Vec<&mut [f32]> {
+    if s.is_empty() {
+        std::iter::repeat_with(<&mut [f32]>::default)
+            .take(chunks)
+            .collect()
+    } else {
+        s.chunks_mut(CHUNK).collect()
+    }
+}
+
+/// The per-step constants of one group's update, ready for the inner loop.
+#[derive(Debug, Clone, Copy)]
+struct Consts {
+    rule: Rule,
+    /// Learning rate (group scale applied).
+    lr: f32,
+    /// Coupled weight decay, added to the gradient.
+    wd: f32,
+    /// Decoupled shrink factor `1 − lr·wd` (AdamW; 1 otherwise).
+    shrink: f32,
+    /// Adam's `lr/(1−β₁ᵗ)`.
+    step_size: f32,
+    /// Adam's `√(1−β₂ᵗ)`.
+    bc2_sqrt: f32,
+}
+
+impl Consts {
+    fn new(rule: Rule, t: u64, lr: f32, wd: f32) -> Consts {
+        let mut k = Consts {
+            rule,
+            lr,
+            wd,
+            shrink: 1.0,
+            step_size: lr,
+            bc2_sqrt: 1.0,
+        };
+        if let Rule::Adam {
+            beta1,
+            beta2,
+            decoupled,
+            ..
+        } = rule
+        {
+            let bc1 = 1.0 - (beta1 as f64).powf(t as f64);
+            let bc2 = 1.0 - (beta2 as f64).powf(t as f64);
+            k.step_size = (lr as f64 / bc1) as f32;
+            k.bc2_sqrt = bc2.sqrt() as f32;
+            if decoupled {
+                k.wd = 0.0;
+                k.shrink = 1.0 - lr * wd;
+            }
+        }
+        k
+    }
+
+    /// Updates one contiguous piece: values `w`, gradients `g` and the
+    /// matching pieces of the state vectors (empty when the rule has none).
+    fn update(&self, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
+        let (lr, wd) = (self.lr, self.wd);
+        match self.rule {
+            Rule::Sgd => {
+                for (w, &g) in w.iter_mut().zip(g) {
+                    let g = g + wd * *w;
+                    *w -= lr * g;
+                }
+            }
+            Rule::Momentum { mu } => {
+                for ((w, &g), v) in w.iter_mut().zip(g).zip(s1) {
+                    let g = g + wd * *w;
+                    *v = mu * *v + g;
+                    *w -= lr * *v;
+                }
+            }
+            Rule::Nesterov { mu } => {
+                for ((w, &g), v) in w.iter_mut().zip(g).zip(s1) {
+                    let g = g + wd * *w;
+                    *v = mu * *v + g;
+                    *w -= lr * (g + mu * *v);
+                }
+            }
+            Rule::AdaGrad { eps } => {
+                for ((w, &g), s) in w.iter_mut().zip(g).zip(s1) {
+                    let g = g + wd * *w;
+                    *s += g * g;
+                    *w -= lr * g / (s.sqrt() + eps);
+                }
+            }
+            Rule::RmsProp { alpha, eps } => {
+                for ((w, &g), s) in w.iter_mut().zip(g).zip(s1) {
+                    let g = g + wd * *w;
+                    *s = alpha * *s + (1.0 - alpha) * g * g;
+                    *w -= lr * g / (s.sqrt() + eps);
+                }
+            }
+            Rule::Adam {
+                beta1, beta2, eps, ..
+            } => {
+                let (step_size, bc2_sqrt, shrink) = (self.step_size, self.bc2_sqrt, self.shrink);
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(s1).zip(s2) {
+                    *w *= shrink;
+                    let g = g + wd * *w;
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+                }
+            }
+        }
+    }
+}
 
 /// An optimizer over [`Params`].
 pub trait Optimizer: std::fmt::Debug + Send {
@@ -233,75 +348,27 @@ impl Optimizer for Optim {
         }
         self.ensure_state(n)?;
         self.t += 1;
-        let t = self.t;
         let layout = &params.layout;
         for (range, gi) in layout.runs() {
             let group = &layout.groups()[*gi];
             if group.frozen {
                 continue;
             }
-            let lr = lr * group.lr_scale;
-            let wd = group.weight_decay;
+            let k = Consts::new(self.rule, self.t, lr * group.lr_scale, group.weight_decay);
             let w = &mut params.values[range.clone()];
             let g = &params.grads[range.clone()];
-            match self.rule {
-                Rule::Sgd => {
-                    for (w, &g) in w.iter_mut().zip(g) {
-                        let g = g + wd * *w;
-                        *w -= lr * g;
-                    }
-                }
-                Rule::Momentum { mu } | Rule::Nesterov { mu } => {
-                    let nesterov = matches!(self.rule, Rule::Nesterov { .. });
-                    let v = &mut self.s1[range.clone()];
-                    for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
-                        let g = g + wd * *w;
-                        *v = mu * *v + g;
-                        let d = if nesterov { g + mu * *v } else { *v };
-                        *w -= lr * d;
-                    }
-                }
-                Rule::AdaGrad { eps } => {
-                    let s = &mut self.s1[range.clone()];
-                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
-                        let g = g + wd * *w;
-                        *s += g * g;
-                        *w -= lr * g / (s.sqrt() + eps);
-                    }
-                }
-                Rule::RmsProp { alpha, eps } => {
-                    let s = &mut self.s1[range.clone()];
-                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s) {
-                        let g = g + wd * *w;
-                        *s = alpha * *s + (1.0 - alpha) * g * g;
-                        *w -= lr * g / (s.sqrt() + eps);
-                    }
-                }
-                Rule::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    decoupled,
-                } => {
-                    let bc1 = 1.0 - (beta1 as f64).powf(t as f64);
-                    let bc2 = 1.0 - (beta2 as f64).powf(t as f64);
-                    let step_size = (lr as f64 / bc1) as f32;
-                    let bc2_sqrt = bc2.sqrt() as f32;
-                    let (cwd, shrink) = if decoupled {
-                        (0.0, 1.0 - lr * wd)
-                    } else {
-                        (wd, 1.0)
-                    };
-                    let m = &mut self.s1[range.clone()];
-                    let v = &mut self.s2[range.clone()];
-                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-                        *w *= shrink;
-                        let g = g + cwd * *w;
-                        *m = beta1 * *m + (1.0 - beta1) * g;
-                        *v = beta2 * *v + (1.0 - beta2) * g * g;
-                        *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-                    }
-                }
+            let s1 = self.s1.get_mut(range.clone()).unwrap_or_default();
+            let s2 = self.s2.get_mut(range.clone()).unwrap_or_default();
+            if worth_parallel(w.len()) {
+                use rayon::prelude::*;
+                let chunks = w.len().div_ceil(CHUNK);
+                let (c1, c2) = (split(s1, chunks), split(s2, chunks));
+                w.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .zip(c1.into_par_iter().zip(c2.into_par_iter()))
+                    .for_each(|((w, g), (s1, s2))| k.update(w, g, s1, s2));
+            } else {
+                k.update(w, g, s1, s2);
             }
         }
         Ok(())
