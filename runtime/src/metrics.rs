@@ -133,7 +133,8 @@ impl ConfusionMatrix {
         }
     }
 
-    /// The count of true class `truth` predicted as `predicted`.
+    /// The count of true class `truth` predicted as `predicted`. Panics if
+    /// either is not below `classes()`.
     pub fn count(&self, truth: usize, predicted: usize) -> u64 {
         self.counts[truth * self.classes + predicted]
     }

@@ -103,6 +103,24 @@ fn bad_configurations_are_errors() {
     let e = data.batches(&cfg, 0).unwrap_err().to_string();
     assert!(e.contains("3 channels but the images have 1"), "{e}");
     assert!(Normalize::new(vec![0.0], vec![0.0]).is_err());
+    // Building a data set checks sizes, shape and labels.
+    let cases: &[(usize, &[u8], [usize; 3], &str)] = &[
+        (5, &[0, 1], [1, 1, 2], "5 image values do not make 2 images"),
+        (
+            4,
+            &[0, 3],
+            [1, 1, 2],
+            "label 3 of example 1 is not below the class count 3",
+        ),
+        (0, &[], [1, 0, 2], "zero dimension"),
+        (0, &[], [usize::MAX, 2, 2], "too large"),
+    ];
+    for &(n, labels, shape, expect) in cases {
+        let e = Dataset::new(vec![0.0; n], labels.to_vec(), shape, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expect), "`{e}` lacks `{expect}`");
+    }
 }
 
 #[test]

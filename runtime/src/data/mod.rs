@@ -11,6 +11,24 @@
 //! - [`batch`]: the shuffling mini-batch iterator that prepares the next
 //!   batch on another thread.
 //!
+//! A training loop, in outline (see `BatchConfig` for shuffling, seeds,
+//! `drop_last`, augmentation and normalization):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kiln_runtime::data::{BatchConfig, Normalize, Split, data_dir, load_mnist};
+//!
+//! let train = Arc::new(load_mnist(&data_dir().join("mnist"), Split::Train)?);
+//! let cfg = BatchConfig::new(64).seed(1).normalize(Normalize::mnist());
+//! for epoch in 0..10 {
+//!     for batch in train.batches(&cfg, epoch)? {
+//!         // batch.images: [64, 1, 28, 28] f32, batch.labels: [64] u8.
+//!         let _ = (&batch.images, batch.targets());
+//!     }
+//! }
+//! # Ok::<(), kiln_runtime::data::DataError>(())
+//! ```
+//!
 //! Every loader validates what it reads against the actual size of the file
 //! (or of the decompressed stream) before allocating, and reports problems as
 //! a [`DataError`] naming the file.
@@ -77,18 +95,21 @@ impl Dataset {
         shape: [usize; 3],
         classes: usize,
     ) -> Result<Self, DataError> {
-        let per = shape[0] * shape[1] * shape[2];
-        if per == 0 {
+        let per = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&p| p > 0)
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "image shape {shape:?} has a zero dimension or is too large"
+                ))
+            })?;
+        if labels.len().checked_mul(per) != Some(images.len()) {
             return Err(DataError::Invalid(format!(
-                "image shape {shape:?} has a zero dimension"
-            )));
-        }
-        if images.len() != labels.len() * per {
-            return Err(DataError::Invalid(format!(
-                "{} image values do not make {} images of shape {shape:?} ({} values expected)",
+                "{} image values do not make {} images of shape {shape:?} ({} values each)",
                 images.len(),
                 labels.len(),
-                labels.len() * per
+                per
             )));
         }
         if let Some((i, &l)) = labels
@@ -123,7 +144,8 @@ impl Dataset {
         self.shape[0] * self.shape[1] * self.shape[2]
     }
 
-    /// Image `i` as a CHW slice.
+    /// Image `i` as a CHW slice. Panics if `i >= len()`, like slice
+    /// indexing.
     pub fn image(&self, i: usize) -> &[f32] {
         let n = self.image_len();
         &self.images[i * n..(i + 1) * n]
