@@ -149,6 +149,25 @@ fn subsets_and_splits() {
 }
 
 #[test]
+fn padding_to_a_larger_image() {
+    // Two 1×2×3 images padded by 1: 4×5 each, the original in the middle.
+    let p = toy(2).padded(1);
+    assert_eq!(
+        (p.shape, p.len(), p.labels.clone()),
+        ([1, 4, 5], 2, vec![0, 1])
+    );
+    #[rustfmt::skip]
+    let want = [
+        0.0, 0.0, 0.0, 0.0, 0.0,
+        0.0, 6.0, 7.0, 8.0, 0.0,
+        0.0, 9.0, 10.0, 11.0, 0.0,
+        0.0, 0.0, 0.0, 0.0, 0.0,
+    ];
+    assert_eq!(p.image(1), want);
+    assert_eq!(toy(3).padded(0), *toy(3));
+}
+
+#[test]
 fn normalization_from_data_and_given() {
     let mut d = Dataset::new(
         vec![0.0, 1.0, 2.0, 3.0, 10.0, 10.0, 10.0, 10.0],

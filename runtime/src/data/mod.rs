@@ -218,6 +218,31 @@ impl Dataset {
         Ok((self.subset(&train)?, self.subset(&val)?))
     }
 
+    /// A copy with every image zero-padded by `pad` pixels on each side
+    /// (e.g. MNIST's 28×28 to LeNet-5's 32×32 with `pad = 2`). Pad before
+    /// normalizing so the border is black.
+    pub fn padded(&self, pad: usize) -> Dataset {
+        let [c, h, w] = self.shape;
+        let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+        let mut images = vec![0.0; self.len() * c * ph * pw];
+        for (src, dst) in self
+            .images
+            .chunks_exact(h * w)
+            .zip(images.chunks_exact_mut(ph * pw))
+        {
+            for y in 0..h {
+                let o = (y + pad) * pw + pad;
+                dst[o..o + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+            }
+        }
+        Dataset {
+            images,
+            labels: self.labels.clone(),
+            shape: [c, ph, pw],
+            classes: self.classes,
+        }
+    }
+
     /// Applies a normalization to every image in place.
     pub fn normalize(&mut self, norm: &Normalize) -> Result<(), DataError> {
         norm.apply(&mut self.images, self.shape)
