@@ -910,19 +910,25 @@ impl<'m> Lowerer<'m> {
         }
         let mut inputs = Vec::new();
         let mut extra = Vec::new();
-        let many = func.name == "add";
-        let listy = many || func.name == "concat";
-        for (i, a) in positional.into_iter().enumerate() {
-            if (i == 0 || many) && listy {
-                if let Val::List(items) = a.val {
-                    inputs.extend(items.into_iter().map(|v| (v, a.loc)));
-                } else {
-                    inputs.push((a.val, a.loc));
-                }
-            } else if i == 0 {
-                inputs.push((a.val, a.loc));
+        // `add` and `concat` take every leading tensor (or list of tensors);
+        // other ops and blocks take the first positional argument.
+        let listy = func.name == "add" || func.name == "concat";
+        for a in positional {
+            let is_input = if listy {
+                extra.is_empty()
+                    && !matches!(
+                        a.val,
+                        Val::Int(_) | Val::Float(_) | Val::Bool(_) | Val::Str(_)
+                    )
             } else {
+                inputs.is_empty()
+            };
+            if !is_input {
                 extra.push(a);
+            } else if let (true, Val::List(items)) = (listy, &a.val) {
+                inputs.extend(items.iter().cloned().map(|v| (v, a.loc)));
+            } else {
+                inputs.push((a.val, a.loc));
             }
         }
         extra.extend(rest);
@@ -1256,6 +1262,7 @@ impl<'m> Lowerer<'m> {
         let mut vals: HashMap<&'static str, (Val, Loc)> = HashMap::new();
         let mut ok = true;
         let mut npos = 0;
+        let total_pos = args.iter().filter(|a| a.name.is_none()).count();
         for a in args {
             let key = match &a.name {
                 None => {
@@ -1271,7 +1278,7 @@ impl<'m> Lowerer<'m> {
                                 codes::UNEXPECTED_ARG,
                                 a.loc,
                                 format!(
-                                    "{what}: takes at most {} argument(s), found more",
+                                    "{what}: takes at most {} positional argument(s), found {total_pos}",
                                     spec.len()
                                 ),
                             );
@@ -1366,8 +1373,8 @@ impl<'m> Lowerer<'m> {
             ),
             "linear" => (&["out", "bias", "in_features"], 1),
             "reshape" => (&["shape"], 1),
-            "max_pool2d" => (&["k", "s", "p", "exact"], 1),
-            "avg_pool2d" => (&["k", "s", "p", "exact", "count_pad"], 1),
+            "max_pool2d" => (&["k", "s", "p", "exact", "ceil"], 1),
+            "avg_pool2d" => (&["k", "s", "p", "exact", "count_pad", "ceil"], 1),
             "upsample" => (&["scale", "mode"], 1),
             "pixel_shuffle" => (&["r"], 1),
             "leaky_relu" | "elu" => (&["alpha"], 0),
@@ -1420,6 +1427,7 @@ impl<'m> Lowerer<'m> {
                     stride: a.pair(s, "s", Some(kernel), 1),
                     padding: a.pair(s, "p", Some([0, 0]), 0),
                     exact: a.bool(s, "exact", Some(false)),
+                    ceil: a.bool(s, "ceil", Some(false)),
                 };
                 if op == "max_pool2d" {
                     Op::MaxPool2d(pool)

@@ -455,6 +455,13 @@ fn pool(cx: &Cx, p: &Pool2d, x: &Shape) -> RuleResult {
             i,
             x,
         )?;
+        // Ceil mode keeps a last partial window that starts inside the
+        // input or the left padding.
+        let n = [h, w][i] + p.padding[i];
+        let rest = ([h, w][i] + 2 * p.padding[i] - p.kernel[i]) % p.stride[i];
+        if p.ceil && rest != 0 && out[i] * p.stride[i] < n {
+            out[i] += 1;
+        }
     }
     Ok((Shape(vec![c, out[0], out[1]]), vec![]))
 }
