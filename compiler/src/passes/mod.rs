@@ -1,1 +1,11 @@
-//! Passes over the IR, one file each.
+//! Passes over the IR, one file each, each a function from a graph to a
+//! graph (or to collected diagnostics).
+//!
+//! In pipeline order: [`infer_shapes`] (every value gets a static shape),
+//! then [`verify`] after every stage.
+
+pub mod infer_shapes;
+pub mod verify;
+
+pub use infer_shapes::infer_shapes;
+pub use verify::verify;

@@ -1,1 +1,1104 @@
-//! Fast conv kernels: to be written.
+//! Fast 2-D convolution, forward and backward, and transposed convolution:
+//! NCHW activations, OIHW weights, any stride, padding (asymmetric too),
+//! dilation and groups.
+//!
+//! Every path lowers to the GEMM of [`super::gemm`], one call per image and
+//! group:
+//!
+//! - forward: `y_g = W_g · col(x_g)`, with the [`ConvEpilogue`] list (bias per
+//!   channel, scale, activation, residual) fused into the GEMM's epilogue;
+//! - backward-data: `col(dx_g) = W_gᵀ · dy_g`, then `col2im` adds the columns
+//!   back into `dx`;
+//! - backward-weight: `dW_g = Σ_n dy_g · col(x_g)ᵀ`, images in order;
+//! - a 1×1 convolution with stride 1 and no padding skips `im2col`: the input
+//!   already is its own column matrix;
+//! - a small direct kernel for few input channels at stride 1 (LeNet's
+//!   layers), where building the column matrix costs as much as the product.
+//!
+//! A transposed convolution is described by the [`Conv2dGeometry`] of the
+//! convolution it transposes: its forward is that convolution's
+//! backward-data, its input gradient that convolution's forward, its weight
+//! gradient that convolution's weight gradient with the roles of input and
+//! output gradient swapped.
+//!
+//! The `*_serial` functions run on the calling thread with a scratch buffer
+//! from the caller (`*_scratch_len`) and never allocate, so they work under
+//! `no_std`. The others (std) spread images, or the rows of one image's GEMM,
+//! over the thread pool; every output element's reduction order is fixed, so
+//! results are bit-identical whatever the thread count.
+
+use super::dispatch::Kernels;
+use super::gemm::{Epilogue, Gemm, apply_activation, gemm_scratch_len_with, sgemm_serial_with};
+use crate::activation::Activation;
+
+/// The shape of one 2-D convolution: input `n × c_in × h × w`, weight
+/// `c_out × (c_in / groups) × kh × kw`, output `n × c_out × out_h × out_w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Conv2dGeometry {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride `[vertical, horizontal]`.
+    pub stride: [usize; 2],
+    /// Zero padding `[top, left, bottom, right]`.
+    pub pad: [usize; 4],
+    /// Dilation `[vertical, horizontal]`.
+    pub dilation: [usize; 2],
+    /// Groups: input and output channels split into this many independent
+    /// convolutions.
+    pub groups: usize,
+}
+
+/// Why a [`Conv2dGeometry`] describes no convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvGeometryError {
+    /// A size, stride, dilation or group count is zero.
+    Zero(&'static str),
+    /// `groups` does not divide both channel counts.
+    Groups {
+        /// The group count.
+        groups: usize,
+        /// Input channels.
+        c_in: usize,
+        /// Output channels.
+        c_out: usize,
+    },
+    /// The dilated kernel is larger than the padded input along an axis.
+    KernelTooLarge {
+        /// `"height"` or `"width"`.
+        axis: &'static str,
+        /// The dilated kernel extent.
+        extent: usize,
+        /// The padded input extent.
+        padded: usize,
+    },
+}
+
+impl core::fmt::Display for ConvGeometryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ConvGeometryError::Zero(what) => write!(f, "convolution {what} must be positive"),
+            ConvGeometryError::Groups {
+                groups,
+                c_in,
+                c_out,
+            } => write!(
+                f,
+                "convolution groups ({groups}) must divide input channels ({c_in}) and output channels ({c_out})"
+            ),
+            ConvGeometryError::KernelTooLarge {
+                axis,
+                extent,
+                padded,
+            } => write!(
+                f,
+                "convolution kernel {axis} with dilation ({extent}) exceeds the padded input {axis} ({padded})"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConvGeometryError {}
+
+impl Conv2dGeometry {
+    /// A convolution with stride 1, no padding, no dilation, one group.
+    pub const fn new(
+        n: usize,
+        c_in: usize,
+        h: usize,
+        w: usize,
+        c_out: usize,
+        kh: usize,
+        kw: usize,
+    ) -> Self {
+        Conv2dGeometry {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride: [1, 1],
+            pad: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
+    /// The same with stride `s` along both axes.
+    pub const fn with_stride(mut self, s: usize) -> Self {
+        self.stride = [s, s];
+        self
+    }
+
+    /// The same with padding `p` on all four sides.
+    pub const fn with_pad(mut self, p: usize) -> Self {
+        self.pad = [p; 4];
+        self
+    }
+
+    /// The same with dilation `d` along both axes.
+    pub const fn with_dilation(mut self, d: usize) -> Self {
+        self.dilation = [d, d];
+        self
+    }
+
+    /// The same with `groups` groups.
+    pub const fn with_groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// The same with batch size `n`.
+    pub const fn with_batch(mut self, n: usize) -> Self {
+        self.n = n;
+        self
+    }
+
+    /// Checks that the geometry describes a convolution with a non-empty
+    /// output. Every kernel requires it.
+    pub fn validate(&self) -> Result<(), ConvGeometryError> {
+        let positive = [
+            (self.n, "batch size"),
+            (self.c_in, "input channels"),
+            (self.h, "input height"),
+            (self.w, "input width"),
+            (self.c_out, "output channels"),
+            (self.kh, "kernel height"),
+            (self.kw, "kernel width"),
+            (self.stride[0], "vertical stride"),
+            (self.stride[1], "horizontal stride"),
+            (self.dilation[0], "vertical dilation"),
+            (self.dilation[1], "horizontal dilation"),
+            (self.groups, "group count"),
+        ];
+        for (v, what) in positive {
+            if v == 0 {
+                return Err(ConvGeometryError::Zero(what));
+            }
+        }
+        if !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
+            return Err(ConvGeometryError::Groups {
+                groups: self.groups,
+                c_in: self.c_in,
+                c_out: self.c_out,
+            });
+        }
+        let axes = [
+            (
+                "height",
+                self.kh,
+                self.dilation[0],
+                self.h + self.pad[0] + self.pad[2],
+            ),
+            (
+                "width",
+                self.kw,
+                self.dilation[1],
+                self.w + self.pad[1] + self.pad[3],
+            ),
+        ];
+        for (axis, k, d, padded) in axes {
+            let extent = d * (k - 1) + 1;
+            if extent > padded {
+                return Err(ConvGeometryError::KernelTooLarge {
+                    axis,
+                    extent,
+                    padded,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Output height (for a valid geometry).
+    pub const fn out_h(&self) -> usize {
+        (self.h + self.pad[0] + self.pad[2] - self.dilation[0] * (self.kh - 1) - 1) / self.stride[0]
+            + 1
+    }
+
+    /// Output width (for a valid geometry).
+    pub const fn out_w(&self) -> usize {
+        (self.w + self.pad[1] + self.pad[3] - self.dilation[1] * (self.kw - 1) - 1) / self.stride[1]
+            + 1
+    }
+
+    /// Floats of the input `n × c_in × h × w`.
+    pub const fn input_len(&self) -> usize {
+        self.n * self.c_in * self.h * self.w
+    }
+
+    /// Floats of the weight `c_out × c_in/groups × kh × kw`.
+    pub const fn weight_len(&self) -> usize {
+        self.c_out * (self.c_in / self.groups) * self.kh * self.kw
+    }
+
+    /// Floats of the output `n × c_out × out_h × out_w`.
+    pub const fn output_len(&self) -> usize {
+        self.n * self.c_out * self.out_h() * self.out_w()
+    }
+
+    /// Floating-point operations of the forward pass (2 per multiply-add);
+    /// backward-data and backward-weight do the same number.
+    pub const fn flops(&self) -> usize {
+        2 * self.n
+            * self.c_out
+            * self.out_h()
+            * self.out_w()
+            * (self.c_in / self.groups)
+            * self.kh
+            * self.kw
+    }
+
+    /// Rows of one group's column matrix: `c_in/groups · kh · kw`.
+    const fn col_rows(&self) -> usize {
+        (self.c_in / self.groups) * self.kh * self.kw
+    }
+
+    /// Whether the convolution is a plain matrix product per image (1×1,
+    /// stride 1, no padding), needing no column matrix.
+    pub const fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride[0] == 1
+            && self.stride[1] == 1
+            && self.pad[0] == 0
+            && self.pad[1] == 0
+            && self.pad[2] == 0
+            && self.pad[3] == 0
+    }
+
+    /// Whether the forward pass uses the direct kernel: stride 1, no
+    /// dilation, one group and few input taps per output (LeNet's layers).
+    pub const fn uses_direct(&self) -> bool {
+        self.stride[0] == 1
+            && self.stride[1] == 1
+            && self.dilation[0] == 1
+            && self.dilation[1] == 1
+            && self.groups == 1
+            && self.c_out <= DIRECT_MAX_C_OUT
+            && self.col_rows() <= DIRECT_MAX_TAPS
+            && !self.is_pointwise()
+    }
+
+    fn assert_valid(&self) {
+        if let Err(e) = self.validate() {
+            panic!("conv kernel called with an invalid geometry {self:?}: {e}");
+        }
+    }
+}
+
+/// The direct kernel handles at most this many output channels.
+const DIRECT_MAX_C_OUT: usize = 16;
+/// The direct kernel handles at most this many taps (`c_in · kh · kw`).
+const DIRECT_MAX_TAPS: usize = 160;
+
+/// One step of a convolution's fused epilogue, applied in list order to each
+/// output value after the product.
+#[derive(Debug, Clone, Copy)]
+pub enum ConvEpilogue<'a> {
+    /// `v += bias[c]` for output channel `c` (`c_out` values).
+    Bias(&'a [f32]),
+    /// `v *= s`.
+    Scale(f32),
+    /// `v = act(v)`.
+    Activation(Activation),
+    /// `v += r`, with `r` from a tensor of the output's shape.
+    Residual(&'a [f32]),
+}
+
+/// The longest epilogue list a convolution takes (its steps are mapped onto
+/// GEMM steps without allocating).
+pub const MAX_EPILOGUE: usize = 8;
+
+fn check_epilogue(g: &Conv2dGeometry, epilogue: &[ConvEpilogue<'_>]) {
+    assert!(
+        epilogue.len() <= MAX_EPILOGUE,
+        "conv: epilogue has {} steps, at most {MAX_EPILOGUE} are supported",
+        epilogue.len()
+    );
+    for (i, e) in epilogue.iter().enumerate() {
+        match *e {
+            ConvEpilogue::Bias(b) => assert!(
+                b.len() >= g.c_out,
+                "conv: epilogue {i} (bias) has {} values, needs c_out = {}",
+                b.len(),
+                g.c_out
+            ),
+            ConvEpilogue::Residual(r) => assert!(
+                r.len() >= g.output_len(),
+                "conv: epilogue {i} (residual) has {} floats, needs {}",
+                r.len(),
+                g.output_len()
+            ),
+            ConvEpilogue::Scale(_) | ConvEpilogue::Activation(_) => {}
+        }
+    }
+}
+
+fn check_len(what: &str, have: usize, need: usize) {
+    assert!(have >= need, "conv: {what} has {have} floats, needs {need}");
+}
+
+/// Maps the convolution epilogue onto GEMM steps for image `img`, group
+/// `grp`; returns how many of `out` are used.
+fn gemm_epilogue<'a>(
+    g: &Conv2dGeometry,
+    epilogue: &[ConvEpilogue<'a>],
+    img: usize,
+    grp: usize,
+    out: &mut [Epilogue<'a>; MAX_EPILOGUE],
+) -> usize {
+    let cog = g.c_out / g.groups;
+    let plane = g.out_h() * g.out_w();
+    for (o, e) in out.iter_mut().zip(epilogue) {
+        *o = match *e {
+            ConvEpilogue::Bias(b) => Epilogue::BiasRow(&b[grp * cog..(grp + 1) * cog]),
+            ConvEpilogue::Scale(s) => Epilogue::Scale(s),
+            ConvEpilogue::Activation(a) => Epilogue::Activation(a),
+            ConvEpilogue::Residual(r) => {
+                let at = (img * g.c_out + grp * cog) * plane;
+                Epilogue::Residual {
+                    data: &r[at..at + cog * plane],
+                    ld: plane,
+                }
+            }
+        };
+    }
+    epilogue.len()
+}
+
+/// Writes group `grp` of one image `x` into the column matrix `col`
+/// (`col_rows × out_h·out_w`, row `(c·kh + r)·kw + s`).
+fn im2col(g: &Conv2dGeometry, x: &[f32], grp: usize, col: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let cig = g.c_in / g.groups;
+    let plane = oh * ow;
+    for cl in 0..cig {
+        let xc = &x[(grp * cig + cl) * g.h * g.w..(grp * cig + cl + 1) * g.h * g.w];
+        for r in 0..g.kh {
+            for s in 0..g.kw {
+                let row = (cl * g.kh + r) * g.kw + s;
+                let dst = &mut col[row * plane..(row + 1) * plane];
+                let (lo, hi) = valid_range(ow, g.w, g.stride[1], s * g.dilation[1], g.pad[1]);
+                for oy in 0..oh {
+                    let d = &mut dst[oy * ow..(oy + 1) * ow];
+                    let iy = (oy * g.stride[0] + r * g.dilation[0]) as isize - g.pad[0] as isize;
+                    if iy < 0 || iy >= g.h as isize || lo >= hi {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let ix0 = lo * g.stride[1] + s * g.dilation[1] - g.pad[1];
+                    if g.stride[1] == 1 {
+                        d[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                    } else {
+                        for (k, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = src[ix0 + k * g.stride[1]];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the column matrix `col` of group `grp` back into one image `dx`
+/// (the transpose of [`im2col`]).
+fn col2im(g: &Conv2dGeometry, col: &[f32], grp: usize, dx: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let cig = g.c_in / g.groups;
+    let plane = oh * ow;
+    for cl in 0..cig {
+        let xc = &mut dx[(grp * cig + cl) * g.h * g.w..(grp * cig + cl + 1) * g.h * g.w];
+        for r in 0..g.kh {
+            for s in 0..g.kw {
+                let row = (cl * g.kh + r) * g.kw + s;
+                let src = &col[row * plane..(row + 1) * plane];
+                let (lo, hi) = valid_range(ow, g.w, g.stride[1], s * g.dilation[1], g.pad[1]);
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..oh {
+                    let iy = (oy * g.stride[0] + r * g.dilation[0]) as isize - g.pad[0] as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let d = &mut xc[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let srow = &src[oy * ow..(oy + 1) * ow];
+                    let ix0 = lo * g.stride[1] + s * g.dilation[1] - g.pad[1];
+                    if g.stride[1] == 1 {
+                        for (dv, sv) in d[ix0..ix0 + (hi - lo)].iter_mut().zip(&srow[lo..hi]) {
+                            *dv += *sv;
+                        }
+                    } else {
+                        for (k, sv) in srow[lo..hi].iter().enumerate() {
+                            d[ix0 + k * g.stride[1]] += *sv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output columns `lo .. hi` whose input column `o·stride + offset − pad`
+/// lies inside `0 .. w`.
+fn valid_range(ow: usize, w: usize, stride: usize, offset: usize, pad: usize) -> (usize, usize) {
+    // o·stride + offset ≥ pad  ⇔  o ≥ ⌈(pad − offset) / stride⌉.
+    let lo = if offset >= pad {
+        0
+    } else {
+        (pad - offset).div_ceil(stride)
+    };
+    // o·stride + offset − pad ≤ w − 1  ⇔  o ≤ ⌊(w − 1 + pad − offset) / stride⌋.
+    let hi = if w + pad > offset {
+        ((w - 1 + pad - offset) / stride + 1).min(ow)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// How one image's GEMMs run: on this thread with a scratch slice, or (std)
+/// over the thread pool.
+enum Mm<'s> {
+    Serial(&'s mut [f32]),
+    #[cfg(feature = "std")]
+    Threaded,
+}
+
+impl Mm<'_> {
+    fn run(
+        &mut self,
+        kern: &Kernels,
+        g: &Gemm,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        e: &[Epilogue<'_>],
+    ) {
+        match self {
+            Mm::Serial(s) => sgemm_serial_with(kern, g, a, b, c, e, s),
+            #[cfg(feature = "std")]
+            Mm::Threaded => super::gemm::sgemm_with(kern, g, a, b, c, e),
+        }
+    }
+}
+
+/// The largest GEMM of any image and group of this convolution.
+fn image_gemm(g: &Conv2dGeometry) -> Gemm {
+    Gemm::new(g.c_out / g.groups, g.out_h() * g.out_w(), g.col_rows())
+}
+
+fn col_len(g: &Conv2dGeometry) -> usize {
+    if g.is_pointwise() {
+        0
+    } else {
+        g.col_rows() * g.out_h() * g.out_w()
+    }
+}
+
+/// The scratch length (floats) of [`conv2d_forward_serial`].
+pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+    if g.uses_direct() {
+        return 0;
+    }
+    col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g))
+}
+
+/// The scratch length (floats) of [`conv2d_backward_data_serial`] and
+/// [`conv2d_backward_weight_serial`] (also that of the transposed
+/// convolution's serial forward).
+pub fn conv2d_backward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+    let gd = Gemm::new(g.col_rows(), g.out_h() * g.out_w(), g.c_out / g.groups);
+    let gw = Gemm::new(g.c_out / g.groups, g.col_rows(), g.out_h() * g.out_w());
+    col_len(g) + gemm_scratch_len_with(kern, &gd).max(gemm_scratch_len_with(kern, &gw))
+}
+
+/// One image of the forward pass (`img` is its index in the batch).
+fn forward_image(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+    img: usize,
+    col: &mut [f32],
+    mm: &mut Mm<'_>,
+) {
+    let plane = g.out_h() * g.out_w();
+    let cog = g.c_out / g.groups;
+    let k = g.col_rows();
+    let gm = image_gemm(g);
+    let hw = g.h * g.w;
+    let cig = g.c_in / g.groups;
+    for grp in 0..g.groups {
+        let mut steps = [Epilogue::Scale(1.0); MAX_EPILOGUE];
+        let used = gemm_epilogue(g, epilogue, img, grp, &mut steps);
+        let b: &[f32] = if g.is_pointwise() {
+            &x[grp * cig * hw..(grp + 1) * cig * hw]
+        } else {
+            im2col(g, x, grp, col);
+            col
+        };
+        mm.run(
+            kern,
+            &gm,
+            &w[grp * cog * k..(grp + 1) * cog * k],
+            b,
+            &mut y[grp * cog * plane..(grp + 1) * cog * plane],
+            &steps[..used],
+        );
+    }
+}
+
+/// The direct forward kernel for one image: for each output channel, each
+/// tap adds a shifted input row times one weight to the output row. Stride
+/// 1, no dilation, one group.
+fn forward_direct_image(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+    img: usize,
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let plane = oh * ow;
+    for co in 0..g.c_out {
+        let yc = &mut y[co * plane..(co + 1) * plane];
+        yc.fill(0.0);
+        for ci in 0..g.c_in {
+            let xc = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+            for r in 0..g.kh {
+                for s in 0..g.kw {
+                    let wv = w[((co * g.c_in + ci) * g.kh + r) * g.kw + s];
+                    let (lo, hi) = valid_range(ow, g.w, 1, s, g.pad[1]);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let ix0 = lo + s - g.pad[1];
+                    for oy in 0..oh {
+                        let iy = (oy + r) as isize - g.pad[0] as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            continue;
+                        }
+                        let src = &xc[iy as usize * g.w + ix0..iy as usize * g.w + ix0 + (hi - lo)];
+                        let dst = &mut yc[oy * ow + lo..oy * ow + hi];
+                        for (d, sv) in dst.iter_mut().zip(src) {
+                            *d += wv * *sv;
+                        }
+                    }
+                }
+            }
+        }
+        for e in epilogue {
+            match *e {
+                ConvEpilogue::Bias(b) => {
+                    for v in yc.iter_mut() {
+                        *v += b[co];
+                    }
+                }
+                ConvEpilogue::Scale(s) => {
+                    for v in yc.iter_mut() {
+                        *v *= s;
+                    }
+                }
+                ConvEpilogue::Activation(a) => apply_activation(a, yc),
+                ConvEpilogue::Residual(r) => {
+                    let at = (img * g.c_out + co) * plane;
+                    for (v, rv) in yc.iter_mut().zip(&r[at..at + plane]) {
+                        *v += *rv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], e: &[ConvEpilogue<'_>], y: &[f32]) {
+    g.assert_valid();
+    check_len("input", x.len(), g.input_len());
+    check_len("weight", w.len(), g.weight_len());
+    check_len("output", y.len(), g.output_len());
+    check_epilogue(g, e);
+}
+
+/// `y = epilogue(conv(x, w))` on the calling thread, allocation-free, with
+/// `scratch` of at least [`conv2d_forward_scratch_len`] floats.
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug; the
+/// compiler validates geometries with [`Conv2dGeometry::validate`]).
+pub fn conv2d_forward_serial(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    check_forward(g, x, w, epilogue, y);
+    check_len(
+        "scratch",
+        scratch.len(),
+        conv2d_forward_scratch_len(kern, g),
+    );
+    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
+    // The direct kernel needs no scratch at all.
+    let col_used = if g.uses_direct() { 0 } else { col_len(g) };
+    let (col, pack) = scratch.split_at_mut(col_used);
+    let mut mm = Mm::Serial(pack);
+    for img in 0..g.n {
+        let xi = &x[img * in_img..(img + 1) * in_img];
+        let yi = &mut y[img * out_img..(img + 1) * out_img];
+        if g.uses_direct() {
+            forward_direct_image(g, xi, w, epilogue, yi, img);
+        } else {
+            forward_image(kern, g, xi, w, epilogue, yi, img, col, &mut mm);
+        }
+    }
+}
+
+/// `y = epilogue(conv(x, w))` over the thread pool: images in parallel when
+/// the batch has several, else the rows of each image's GEMM.
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv2d_forward(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+) {
+    use super::gemm::{Slot, with_scratch};
+    use super::parallel::{for_each_chunk_mut, worth_parallel};
+    check_forward(g, x, w, epilogue, y);
+    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
+    let y = &mut y[..g.output_len()];
+    let work = g.flops() / 2;
+    if g.n > 1 && worth_parallel(work) {
+        let len = conv2d_forward_scratch_len(kern, g);
+        for_each_chunk_mut(y, out_img, work, |img, yi| {
+            let xi = &x[img * in_img..(img + 1) * in_img];
+            if g.uses_direct() {
+                forward_direct_image(g, xi, w, epilogue, yi, img);
+                return;
+            }
+            with_scratch(Slot::Conv, len, |scratch| {
+                let (col, pack) = scratch.split_at_mut(col_len(g));
+                forward_image(
+                    kern,
+                    g,
+                    xi,
+                    w,
+                    epilogue,
+                    yi,
+                    img,
+                    col,
+                    &mut Mm::Serial(pack),
+                );
+            });
+        });
+        return;
+    }
+    with_scratch(Slot::Conv, col_len(g), |col| {
+        for img in 0..g.n {
+            let xi = &x[img * in_img..(img + 1) * in_img];
+            let yi = &mut y[img * out_img..(img + 1) * out_img];
+            if g.uses_direct() {
+                forward_direct_image(g, xi, w, epilogue, yi, img);
+            } else {
+                forward_image(kern, g, xi, w, epilogue, yi, img, col, &mut Mm::Threaded);
+            }
+        }
+    });
+}
+
+/// One image of backward-data: `dx` (one image) from `dy` (one image).
+fn backward_data_image(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    col: &mut [f32],
+    mm: &mut Mm<'_>,
+) {
+    let plane = g.out_h() * g.out_w();
+    let cog = g.c_out / g.groups;
+    let cig = g.c_in / g.groups;
+    let k = g.col_rows();
+    let hw = g.h * g.w;
+    for grp in 0..g.groups {
+        let wg = &w[grp * cog * k..(grp + 1) * cog * k];
+        let dyg = &dy[grp * cog * plane..(grp + 1) * cog * plane];
+        // op(A) = W_gᵀ: W_g is stored cog × k.
+        let gm = Gemm::new(k, plane, cog).transpose_a();
+        if g.is_pointwise() {
+            mm.run(
+                kern,
+                &gm,
+                wg,
+                dyg,
+                &mut dx[grp * cig * hw..(grp + 1) * cig * hw],
+                &[],
+            );
+        } else {
+            mm.run(kern, &gm, wg, dyg, col, &[]);
+            dx[grp * cig * hw..(grp + 1) * cig * hw].fill(0.0);
+            col2im(g, col, grp, dx);
+        }
+    }
+}
+
+fn check_backward_data(g: &Conv2dGeometry, w: &[f32], dy: &[f32], dx: &[f32]) {
+    g.assert_valid();
+    check_len("weight", w.len(), g.weight_len());
+    check_len("output gradient", dy.len(), g.output_len());
+    check_len("input gradient", dx.len(), g.input_len());
+}
+
+/// `dx = ∂(Σ dy·y)/∂x` (overwritten) on the calling thread, allocation-free,
+/// with `scratch` of at least [`conv2d_backward_scratch_len`] floats.
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+pub fn conv2d_backward_data_serial(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+) {
+    check_backward_data(g, w, dy, dx);
+    check_len(
+        "scratch",
+        scratch.len(),
+        conv2d_backward_scratch_len(kern, g),
+    );
+    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
+    let (col, pack) = scratch.split_at_mut(col_len(g));
+    let mut mm = Mm::Serial(pack);
+    for img in 0..g.n {
+        backward_data_image(
+            kern,
+            g,
+            w,
+            &dy[img * out_img..(img + 1) * out_img],
+            &mut dx[img * in_img..(img + 1) * in_img],
+            col,
+            &mut mm,
+        );
+    }
+}
+
+/// `dx = ∂(Σ dy·y)/∂x` (overwritten) over the thread pool.
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv2d_backward_data(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    use super::gemm::{Slot, with_scratch};
+    use super::parallel::{for_each_chunk_mut, worth_parallel};
+    check_backward_data(g, w, dy, dx);
+    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
+    let dx = &mut dx[..g.input_len()];
+    let work = g.flops() / 2;
+    if g.n > 1 && worth_parallel(work) {
+        let len = conv2d_backward_scratch_len(kern, g);
+        for_each_chunk_mut(dx, in_img, work, |img, dxi| {
+            with_scratch(Slot::Conv, len, |scratch| {
+                let (col, pack) = scratch.split_at_mut(col_len(g));
+                let dyi = &dy[img * out_img..(img + 1) * out_img];
+                backward_data_image(kern, g, w, dyi, dxi, col, &mut Mm::Serial(pack));
+            });
+        });
+        return;
+    }
+    with_scratch(Slot::Conv, col_len(g), |col| {
+        for img in 0..g.n {
+            let dyi = &dy[img * out_img..(img + 1) * out_img];
+            let dxi = &mut dx[img * in_img..(img + 1) * in_img];
+            backward_data_image(kern, g, w, dyi, dxi, col, &mut Mm::Threaded);
+        }
+    });
+}
+
+/// All images of backward-weight, in batch order, through `mm`.
+fn backward_weight_images(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+    col: &mut [f32],
+    mm: &mut Mm<'_>,
+) {
+    let plane = g.out_h() * g.out_w();
+    let cog = g.c_out / g.groups;
+    let cig = g.c_in / g.groups;
+    let k = g.col_rows();
+    let hw = g.h * g.w;
+    let (in_img, out_img) = (g.c_in * hw, g.c_out * plane);
+    for img in 0..g.n {
+        let xi = &x[img * in_img..(img + 1) * in_img];
+        let beta = if accumulate || img > 0 { 1.0 } else { 0.0 };
+        for grp in 0..g.groups {
+            let dyg =
+                &dy[img * out_img + grp * cog * plane..img * out_img + (grp + 1) * cog * plane];
+            let b: &[f32] = if g.is_pointwise() {
+                &xi[grp * cig * hw..(grp + 1) * cig * hw]
+            } else {
+                im2col(g, xi, grp, col);
+                col
+            };
+            // op(B) = colᵀ: the column matrix is stored k × plane.
+            let gm = Gemm::new(cog, k, plane).transpose_b().scaled(1.0, beta);
+            mm.run(
+                kern,
+                &gm,
+                dyg,
+                b,
+                &mut dw[grp * cog * k..(grp + 1) * cog * k],
+                &[],
+            );
+        }
+    }
+}
+
+fn check_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &[f32]) {
+    g.assert_valid();
+    check_len("input", x.len(), g.input_len());
+    check_len("output gradient", dy.len(), g.output_len());
+    check_len("weight gradient", dw.len(), g.weight_len());
+}
+
+/// `dw (+)= ∂(Σ dy·y)/∂w` on the calling thread, allocation-free, with
+/// `scratch` of at least [`conv2d_backward_scratch_len`] floats. With
+/// `accumulate` the gradient is added to `dw`, else it overwrites it.
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+pub fn conv2d_backward_weight_serial(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+    scratch: &mut [f32],
+) {
+    check_backward_weight(g, x, dy, dw);
+    check_len(
+        "scratch",
+        scratch.len(),
+        conv2d_backward_scratch_len(kern, g),
+    );
+    let (col, pack) = scratch.split_at_mut(col_len(g));
+    backward_weight_images(kern, g, x, dy, dw, accumulate, col, &mut Mm::Serial(pack));
+}
+
+/// `dw (+)= ∂(Σ dy·y)/∂w` with each image's GEMM over the thread pool
+/// (images in batch order, so the sum's order is fixed).
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv2d_backward_weight(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    use super::gemm::{Slot, with_scratch};
+    check_backward_weight(g, x, dy, dw);
+    with_scratch(Slot::Conv, col_len(g), |col| {
+        backward_weight_images(kern, g, x, dy, dw, accumulate, col, &mut Mm::Threaded)
+    });
+}
+
+/// `db (+)= Σ dy[·, c, ·, ·]`, per output channel, images and positions in
+/// order.
+///
+/// # Panics
+///
+/// If a buffer is too short (a caller bug).
+pub fn conv2d_backward_bias(g: &Conv2dGeometry, dy: &[f32], db: &mut [f32], accumulate: bool) {
+    g.assert_valid();
+    check_len("output gradient", dy.len(), g.output_len());
+    check_len("bias gradient", db.len(), g.c_out);
+    channel_sums(dy, g.n, g.c_out, g.out_h() * g.out_w(), db, accumulate);
+}
+
+fn channel_sums(t: &[f32], n: usize, c: usize, plane: usize, out: &mut [f32], accumulate: bool) {
+    if !accumulate {
+        out[..c].fill(0.0);
+    }
+    for img in 0..n {
+        for ch in 0..c {
+            let at = (img * c + ch) * plane;
+            // Eight running sums, combined in a fixed order.
+            let mut acc = [0.0f32; 8];
+            let src = &t[at..at + plane];
+            let mut chunks = src.chunks_exact(8);
+            for ck in &mut chunks {
+                for (a, v) in acc.iter_mut().zip(ck) {
+                    *a += *v;
+                }
+            }
+            let mut s =
+                ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+            for v in chunks.remainder() {
+                s += *v;
+            }
+            out[ch] += s;
+        }
+    }
+}
+
+fn add_channel_bias(y: &mut [f32], n: usize, c: usize, plane: usize, bias: &[f32]) {
+    for img in 0..n {
+        for ch in 0..c {
+            let at = (img * c + ch) * plane;
+            for v in &mut y[at..at + plane] {
+                *v += bias[ch];
+            }
+        }
+    }
+}
+
+/// The transposed convolution `y = convᵀ(x, w) + bias` on the calling thread:
+/// `g` is the geometry of the convolution it transposes, `x` has that
+/// convolution's output shape, `y` its input shape, `bias` (if any) `g.c_in`
+/// values. Scratch: [`conv2d_backward_scratch_len`].
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+pub fn conv_transpose2d_forward_serial(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    conv2d_backward_data_serial(kern, g, w, x, y, scratch);
+    if let Some(b) = bias {
+        check_len("bias", b.len(), g.c_in);
+        add_channel_bias(y, g.n, g.c_in, g.h * g.w, b);
+    }
+}
+
+/// The transposed convolution `y = convᵀ(x, w) + bias` over the thread pool
+/// (shapes as [`conv_transpose2d_forward_serial`]).
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv_transpose2d_forward(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    conv2d_backward_data(kern, g, w, x, y);
+    if let Some(b) = bias {
+        check_len("bias", b.len(), g.c_in);
+        add_channel_bias(y, g.n, g.c_in, g.h * g.w, b);
+    }
+}
+
+/// The transposed convolution's input gradient `dx = conv(dy, w)` (`dy` has
+/// `g`'s input shape, `dx` its output shape).
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv_transpose2d_backward_data(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    conv2d_forward(kern, g, dy, w, &[], dx);
+}
+
+/// The transposed convolution's weight gradient for input `x` (`g`'s output
+/// shape) and output gradient `dy` (`g`'s input shape).
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv_transpose2d_backward_weight(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    conv2d_backward_weight(kern, g, dy, x, dw, accumulate);
+}
+
+/// The transposed convolution's bias gradient: `db[c] (+)= Σ dy[·, c, ·, ·]`
+/// over `g`'s input shape (`g.c_in` values).
+///
+/// # Panics
+///
+/// If a buffer is too short (a caller bug).
+pub fn conv_transpose2d_backward_bias(
+    g: &Conv2dGeometry,
+    dy: &[f32],
+    db: &mut [f32],
+    accumulate: bool,
+) {
+    g.assert_valid();
+    check_len("output gradient", dy.len(), g.input_len());
+    check_len("bias gradient", db.len(), g.c_in);
+    channel_sums(dy, g.n, g.c_in, g.h * g.w, db, accumulate);
+}

@@ -1,1 +1,151 @@
-//! Fast dispatch kernels: to be written.
+//! The kernel table: the per-architecture code paths, chosen once after
+//! CPU-feature detection.
+//!
+//! A [`Kernels`] value names one variant (AVX-512, AVX2+FMA or portable) and
+//! holds its function pointers. [`kernels`] returns the best variant for this
+//! machine; with `std` it is detected at run time once (a `OnceLock`) and the
+//! environment variable `KILN_KERNELS=portable` (or `avx2`) forces a lesser
+//! one, so that tests and benchmarks can run every path. Without `std` the
+//! choice is made at compile time from the enabled target features, so a
+//! `no_std` build uses exactly what it was compiled for. Call sites never use
+//! `cfg`; they ask the table.
+//!
+//! [`variants`] lists every variant this machine can run, best first; the
+//! property tests iterate over it.
+
+use super::gemm_micro;
+
+/// A GEMM microkernel: computes the `MR × NR` tile `C (+)= Ã·B̃` from a
+/// packed A panel (`kc` steps of `MR` values) and a packed B panel (`kc` steps
+/// of `NR` values), writing rows `ldc` floats apart. With `accumulate` the
+/// tile is added to what `c` holds; otherwise it overwrites it.
+///
+/// # Safety
+///
+/// `a` must be readable for `kc · MR` floats, `b` for `kc · NR` floats, and
+/// `c` writable for `MR` rows of `NR` floats spaced `ldc` apart. The CPU must
+/// support the instructions of the variant that owns the pointer (the table
+/// guarantees this).
+pub type MicroKernel =
+    unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
+
+/// The largest `MR · NR` of any variant; edge tiles use a stack buffer of
+/// this size.
+pub const MAX_TILE: usize = 16 * 32;
+
+/// One architecture's set of kernels.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernels {
+    /// The variant's name, as `KILN_KERNELS` spells it.
+    pub name: &'static str,
+    /// Rows of the GEMM micro-tile.
+    pub mr: usize,
+    /// Columns of the GEMM micro-tile.
+    pub nr: usize,
+    /// Depth of a packed block (the KC of the cache blocking).
+    pub kc: usize,
+    /// Rows of a packed A block (the MC of the cache blocking); a multiple
+    /// of `mr`.
+    pub mc: usize,
+    /// Columns of a packed B block (the NC of the cache blocking); a multiple
+    /// of `nr`.
+    pub nc: usize,
+    /// The GEMM microkernel.
+    pub micro: MicroKernel,
+}
+
+/// The portable variant: plain Rust that the compiler vectorizes for the
+/// baseline of the target. Always available.
+pub static PORTABLE: Kernels = Kernels {
+    name: "portable",
+    mr: gemm_micro::PORTABLE_MR,
+    nr: gemm_micro::PORTABLE_NR,
+    kc: 256,
+    mc: 64,
+    nc: 2048,
+    micro: gemm_micro::micro_portable,
+};
+
+/// The AVX2+FMA variant (x86-64).
+#[cfg(target_arch = "x86_64")]
+pub static AVX2: Kernels = Kernels {
+    name: "avx2",
+    mr: gemm_micro::AVX2_MR,
+    nr: gemm_micro::AVX2_NR,
+    kc: 256,
+    mc: 96,
+    nc: 2048,
+    micro: gemm_micro::micro_avx2,
+};
+
+/// The AVX-512F variant (x86-64).
+#[cfg(target_arch = "x86_64")]
+pub static AVX512: Kernels = Kernels {
+    name: "avx512",
+    mr: gemm_micro::AVX512_MR,
+    nr: gemm_micro::AVX512_NR,
+    kc: 384,
+    mc: 96,
+    nc: 2048,
+    micro: gemm_micro::micro_avx512,
+};
+
+/// Every variant this machine can run, best first.
+#[cfg(feature = "std")]
+pub fn variants() -> std::vec::Vec<&'static Kernels> {
+    let mut v = std::vec::Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            v.push(&AVX512);
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            v.push(&AVX2);
+        }
+    }
+    v.push(&PORTABLE);
+    v
+}
+
+/// The variant every kernel uses: the best this machine runs, unless
+/// `KILN_KERNELS` names a lesser one (an unknown or unavailable name falls
+/// back to the best, with a warning on stderr).
+#[cfg(feature = "std")]
+pub fn kernels() -> &'static Kernels {
+    static CHOSEN: std::sync::OnceLock<&'static Kernels> = std::sync::OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let all = variants();
+        match std::env::var("KILN_KERNELS") {
+            Ok(want) => match all.iter().find(|k| k.name == want) {
+                Some(k) => k,
+                None => {
+                    let names: std::vec::Vec<_> = all.iter().map(|k| k.name).collect();
+                    std::eprintln!(
+                        "kiln: KILN_KERNELS={want:?} is not available on this machine \
+                         (available: {}); using {:?}",
+                        names.join(", "),
+                        all[0].name
+                    );
+                    all[0]
+                }
+            },
+            Err(_) => all[0],
+        }
+    })
+}
+
+/// The variant every kernel uses: chosen at compile time from the enabled
+/// target features, since a `no_std` build cannot ask the CPU.
+#[cfg(not(feature = "std"))]
+pub fn kernels() -> &'static Kernels {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(target_feature = "avx512f") {
+            return &AVX512;
+        }
+        if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+            return &AVX2;
+        }
+    }
+    &PORTABLE
+}

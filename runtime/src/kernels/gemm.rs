@@ -1,1 +1,661 @@
-//! Fast gemm kernels: to be written.
+//! Single-precision GEMM with a fused epilogue list:
+//! `C = epilogue(α·op(A)·op(B) + β·C)`, row-major, with optional transposes.
+//!
+//! The algorithm is the classic Goto/BLIS blocking: for each `NC`-column
+//! block of B and each `KC`-deep slice, B is packed into `NR`-wide panels;
+//! for each `MC`-row block of A, A is packed into `MR`-tall panels (scaled by
+//! α while packing); then the register-blocked microkernel of the dispatch
+//! table computes every `MR × NR` tile. After the last depth slice of a tile
+//! the [`Epilogue`] list is applied to that tile while it is still in L1.
+//!
+//! Threads split the rows of C into blocks ([`super::parallel`]); every
+//! output element is reduced over the depth in the same order whatever the
+//! split, so the result is bit-identical for any number of threads.
+//!
+//! [`sgemm_serial`] runs on the calling thread with a caller-provided scratch
+//! buffer of [`gemm_scratch_len`] floats and no allocation, so it works under
+//! `no_std`; [`sgemm`] (std) spreads over the thread pool and keeps its
+//! packing buffers in thread-local storage.
+
+use super::dispatch::{Kernels, MAX_TILE, kernels};
+use crate::activation::Activation;
+
+/// One step of the fused epilogue, applied in list order to each element
+/// `v = α·op(A)·op(B) + β·C` before it is stored.
+#[derive(Debug, Clone, Copy)]
+pub enum Epilogue<'a> {
+    /// `v += bias[i]` for row `i` (one bias per output row: `m` values).
+    BiasRow(&'a [f32]),
+    /// `v += bias[j]` for column `j` (one bias per output column: `n` values).
+    BiasCol(&'a [f32]),
+    /// `v *= s`.
+    Scale(f32),
+    /// `v = act(v)`.
+    Activation(Activation),
+    /// `v += data[i·ld + j]`: a residual from another buffer with row
+    /// stride `ld`.
+    Residual {
+        /// The residual values.
+        data: &'a [f32],
+        /// The residual's row stride in floats (at least `n`).
+        ld: usize,
+    },
+}
+
+/// The shape and scalars of one GEMM call.
+///
+/// `op(A)` is `m × k` and `op(B)` is `k × n`. Without transposition A is
+/// stored `m × k` with row stride `lda`; with it, A is stored `k × m` (row
+/// stride `lda`) and `op(A) = Aᵀ`. Likewise for B. C is `m × n` with row
+/// stride `ldc`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gemm {
+    /// Rows of `op(A)` and of C.
+    pub m: usize,
+    /// Columns of `op(B)` and of C.
+    pub n: usize,
+    /// The depth: columns of `op(A)`, rows of `op(B)`.
+    pub k: usize,
+    /// Whether `op(A) = Aᵀ`.
+    pub trans_a: bool,
+    /// Whether `op(B) = Bᵀ`.
+    pub trans_b: bool,
+    /// Row stride of A as stored.
+    pub lda: usize,
+    /// Row stride of B as stored.
+    pub ldb: usize,
+    /// Row stride of C.
+    pub ldc: usize,
+    /// The product's scale α.
+    pub alpha: f32,
+    /// The scale β of C's previous contents (0 ignores them, NaN included).
+    pub beta: f32,
+}
+
+impl Gemm {
+    /// `C = A·B` for dense `m × k` A, `k × n` B, `m × n` C.
+    pub const fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            lda: k,
+            ldb: n,
+            ldc: n,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+
+    /// The same call with `op(A) = Aᵀ`, A stored densely as `k × m`.
+    pub const fn transpose_a(mut self) -> Self {
+        self.trans_a = true;
+        self.lda = self.m;
+        self
+    }
+
+    /// The same call with `op(B) = Bᵀ`, B stored densely as `n × k`.
+    pub const fn transpose_b(mut self) -> Self {
+        self.trans_b = true;
+        self.ldb = self.k;
+        self
+    }
+
+    /// The same call with α and β set.
+    pub const fn scaled(mut self, alpha: f32, beta: f32) -> Self {
+        self.alpha = alpha;
+        self.beta = beta;
+        self
+    }
+
+    /// The least length of A's buffer.
+    pub fn a_len(&self) -> usize {
+        let (rows, cols) = if self.trans_a {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        };
+        min_len(rows, cols, self.lda)
+    }
+
+    /// The least length of B's buffer.
+    pub fn b_len(&self) -> usize {
+        let (rows, cols) = if self.trans_b {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        };
+        min_len(rows, cols, self.ldb)
+    }
+
+    /// The least length of C's buffer.
+    pub fn c_len(&self) -> usize {
+        min_len(self.m, self.n, self.ldc)
+    }
+
+    /// The number of floating-point operations (2·m·n·k).
+    pub fn flops(&self) -> usize {
+        2 * self.m * self.n * self.k
+    }
+
+    /// Checks strides and buffer lengths; panics with a message naming the
+    /// offending operand (a caller bug: generated code passes literal shapes).
+    fn check(&self, a: &[f32], b: &[f32], c: &[f32], epilogue: &[Epilogue<'_>]) {
+        let (a_cols, b_cols) = (
+            if self.trans_a { self.m } else { self.k },
+            if self.trans_b { self.k } else { self.n },
+        );
+        assert!(
+            self.lda >= a_cols || a_cols == 0 || self.a_rows() <= 1,
+            "gemm: lda {} < {} columns of A",
+            self.lda,
+            a_cols
+        );
+        assert!(
+            self.ldb >= b_cols || b_cols == 0 || self.b_rows() <= 1,
+            "gemm: ldb {} < {} columns of B",
+            self.ldb,
+            b_cols
+        );
+        assert!(
+            self.ldc >= self.n || self.m <= 1,
+            "gemm: ldc {} < n = {}",
+            self.ldc,
+            self.n
+        );
+        assert!(
+            a.len() >= self.a_len(),
+            "gemm: A has {} floats, needs {}",
+            a.len(),
+            self.a_len()
+        );
+        assert!(
+            b.len() >= self.b_len(),
+            "gemm: B has {} floats, needs {}",
+            b.len(),
+            self.b_len()
+        );
+        assert!(
+            c.len() >= self.c_len(),
+            "gemm: C has {} floats, needs {}",
+            c.len(),
+            self.c_len()
+        );
+        for (idx, e) in epilogue.iter().enumerate() {
+            match *e {
+                Epilogue::BiasRow(v) => assert!(
+                    v.len() >= self.m,
+                    "gemm: epilogue {idx} (row bias) has {} values, needs m = {}",
+                    v.len(),
+                    self.m
+                ),
+                Epilogue::BiasCol(v) => assert!(
+                    v.len() >= self.n,
+                    "gemm: epilogue {idx} (column bias) has {} values, needs n = {}",
+                    v.len(),
+                    self.n
+                ),
+                Epilogue::Residual { data, ld } => {
+                    assert!(
+                        ld >= self.n || self.m <= 1,
+                        "gemm: epilogue {idx} (residual) stride {ld} < n = {}",
+                        self.n
+                    );
+                    assert!(
+                        data.len() >= min_len(self.m, self.n, ld),
+                        "gemm: epilogue {idx} (residual) has {} floats, needs {}",
+                        data.len(),
+                        min_len(self.m, self.n, ld)
+                    );
+                }
+                Epilogue::Scale(_) | Epilogue::Activation(_) => {}
+            }
+        }
+    }
+
+    fn a_rows(&self) -> usize {
+        if self.trans_a { self.k } else { self.m }
+    }
+
+    fn b_rows(&self) -> usize {
+        if self.trans_b { self.n } else { self.k }
+    }
+}
+
+fn min_len(rows: usize, cols: usize, ld: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    }
+}
+
+/// Floats of slack so that both packed buffers can start on a 64-byte line.
+const ALIGN_SLACK: usize = 32;
+
+fn round_up(x: usize, to: usize) -> usize {
+    x.div_ceil(to) * to
+}
+
+/// The scratch length (in floats) that [`sgemm_serial_with`] needs for this
+/// call with kernel variant `kern`: one packed A block and one packed B block.
+pub fn gemm_scratch_len_with(kern: &Kernels, g: &Gemm) -> usize {
+    let kc = g.k.clamp(1, kern.kc);
+    let mc = round_up(g.m.clamp(1, kern.mc), kern.mr);
+    let nc = round_up(g.n.clamp(1, kern.nc), kern.nr);
+    mc * kc + kc * nc + ALIGN_SLACK
+}
+
+/// The scratch length (in floats) that [`sgemm_serial`] needs for this call.
+pub fn gemm_scratch_len(g: &Gemm) -> usize {
+    gemm_scratch_len_with(kernels(), g)
+}
+
+/// `C = epilogue(α·op(A)·op(B) + β·C)` on the calling thread, with the
+/// chosen kernel variant and `scratch` of at least [`gemm_scratch_len`]
+/// floats. Allocation-free.
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+pub fn sgemm_serial(
+    g: &Gemm,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+    scratch: &mut [f32],
+) {
+    sgemm_serial_with(kernels(), g, a, b, c, epilogue, scratch)
+}
+
+/// [`sgemm_serial`] with an explicit kernel variant (tests run them all).
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+pub fn sgemm_serial_with(
+    kern: &Kernels,
+    g: &Gemm,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+    scratch: &mut [f32],
+) {
+    g.check(a, b, c, epilogue);
+    assert!(
+        scratch.len() >= gemm_scratch_len_with(kern, g),
+        "gemm: scratch has {} floats, needs {}",
+        scratch.len(),
+        gemm_scratch_len_with(kern, g)
+    );
+    gemm_rows(kern, g, a, b, c, 0, g.m, epilogue, scratch);
+}
+
+/// `C = epilogue(α·op(A)·op(B) + β·C)` over the thread pool (when the work
+/// is worth it), with the chosen kernel variant.
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+#[cfg(feature = "std")]
+pub fn sgemm(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32], epilogue: &[Epilogue<'_>]) {
+    sgemm_with(kernels(), g, a, b, c, epilogue)
+}
+
+/// [`sgemm`] with an explicit kernel variant (tests run them all).
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+#[cfg(feature = "std")]
+pub fn sgemm_with(
+    kern: &Kernels,
+    g: &Gemm,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+) {
+    use super::parallel::{for_each_chunk_mut, worth_parallel};
+    g.check(a, b, c, epilogue);
+    if g.m == 0 || g.n == 0 {
+        return;
+    }
+    let c = &mut c[..g.c_len()];
+    let work = g.m * g.n * g.k.max(1);
+    // Row blocks: about two per thread, whole micro-tiles. The split does not
+    // change any element's reduction order, only who computes it.
+    let threads = if worth_parallel(work) {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let rows_per = round_up(g.m.div_ceil(2 * threads).max(1), kern.mr).min(g.m);
+    let chunk = rows_per * g.ldc;
+    for_each_chunk_mut(c, chunk, work, |idx, c_rows| {
+        let row0 = idx * rows_per;
+        let rows = rows_per.min(g.m - row0);
+        with_scratch(Slot::Pack, gemm_scratch_len_with(kern, g), |scratch| {
+            gemm_rows(kern, g, a, b, c_rows, row0, rows, epilogue, scratch)
+        });
+    });
+}
+
+/// Which thread-local buffer [`with_scratch`] lends: GEMM packing and the
+/// convolution's column matrix use separate ones, since a convolution holds
+/// its column buffer while its GEMM packs.
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// GEMM's packed panels.
+    Pack,
+    /// A convolution's column matrix (and, on worker threads, its packing).
+    Conv,
+}
+
+/// Runs `f` with this thread's buffer `slot`, grown to at least `len`
+/// floats (its contents are unspecified).
+#[cfg(feature = "std")]
+pub(crate) fn with_scratch<R>(slot: Slot, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    use std::cell::RefCell;
+    std::thread_local! {
+        static PACK: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
+        static CONV: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
+    }
+    let key = match slot {
+        Slot::Pack => &PACK,
+        Slot::Conv => &CONV,
+    };
+    let mut f = Some(f);
+    let done = key.with(|cell| {
+        let mut buf = cell.try_borrow_mut().ok()?;
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        let f = f.take()?;
+        Some(f(&mut buf[..len]))
+    });
+    match done {
+        Some(r) => r,
+        // Re-entered on this thread while the buffer is lent out: use a
+        // private one.
+        None => {
+            let f = f.take().expect("with_scratch: closure already taken");
+            f(&mut std::vec![0.0; len])
+        }
+    }
+}
+
+/// Splits `scratch` into 64-byte-aligned packed-A and packed-B buffers.
+fn split_scratch(scratch: &mut [f32], a_len: usize, b_len: usize) -> (&mut [f32], &mut [f32]) {
+    let align = |s: &[f32]| (s.as_ptr().align_offset(64)).min(16);
+    let off = align(scratch);
+    let (pa, rest) = scratch[off..].split_at_mut(a_len);
+    let off_b = align(rest);
+    let pb = &mut rest[off_b..off_b + b_len];
+    (pa, pb)
+}
+
+/// Computes rows `row0 .. row0 + rows` of C into `c` (which starts at row
+/// `row0`), the whole depth and all columns.
+fn gemm_rows(
+    kern: &Kernels,
+    g: &Gemm,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    row0: usize,
+    rows: usize,
+    epilogue: &[Epilogue<'_>],
+    scratch: &mut [f32],
+) {
+    let (mr, nr) = (kern.mr, kern.nr);
+    let (m, n, k) = (rows, g.n, g.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let ldc = g.ldc;
+    if k == 0 || g.alpha == 0.0 {
+        // No product: C = β·C, then the epilogue.
+        for i in 0..m {
+            let row = &mut c[i * ldc..i * ldc + n];
+            scale_row(row, g.beta);
+            apply_epilogue(epilogue, row, row0 + i, 0);
+        }
+        return;
+    }
+    if g.beta != 0.0 && g.beta != 1.0 {
+        for i in 0..m {
+            scale_row(&mut c[i * ldc..i * ldc + n], g.beta);
+        }
+    }
+    let kc_max = k.min(kern.kc);
+    let mc_max = round_up(m.min(kern.mc), mr);
+    let nc_max = round_up(n.min(kern.nc), nr);
+    let (pa, pb) = split_scratch(scratch, mc_max * kc_max, kc_max * nc_max);
+    let mut tile = [0.0f32; MAX_TILE];
+
+    let mut jc = 0;
+    while jc < n {
+        let nb = (n - jc).min(kern.nc);
+        let mut pc = 0;
+        while pc < k {
+            let kb = (k - pc).min(kern.kc);
+            pack_b(g, b, pc, kb, jc, nb, nr, pb);
+            let first = pc == 0;
+            let last = pc + kb == k;
+            let accumulate = !(first && g.beta == 0.0);
+            let mut ic = 0;
+            while ic < m {
+                let mb = (m - ic).min(kern.mc);
+                pack_a(g, a, row0 + ic, mb, pc, kb, mr, pa);
+                for jr in (0..nb).step_by(nr) {
+                    let nw = nr.min(nb - jr);
+                    let bp = &pb[jr * kb..jr * kb + kb * nr];
+                    for ir in (0..mb).step_by(mr) {
+                        let mh = mr.min(mb - ir);
+                        let ap = &pa[ir * kb..ir * kb + kb * mr];
+                        let (ci, cj) = (ic + ir, jc + jr);
+                        if mh == mr && nw == nr {
+                            let off = ci * ldc + cj;
+                            let need = (mr - 1) * ldc + nr;
+                            let dst = &mut c[off..off + need];
+                            // SAFETY: `ap` holds kb·mr floats, `bp` kb·nr, and
+                            // `dst` covers mr rows of nr floats ldc apart; the
+                            // variant's features were checked by the table.
+                            unsafe {
+                                (kern.micro)(
+                                    kb,
+                                    ap.as_ptr(),
+                                    bp.as_ptr(),
+                                    dst.as_mut_ptr(),
+                                    ldc,
+                                    accumulate,
+                                )
+                            };
+                        } else {
+                            // SAFETY: as above, into the mr × nr stack tile.
+                            unsafe {
+                                (kern.micro)(
+                                    kb,
+                                    ap.as_ptr(),
+                                    bp.as_ptr(),
+                                    tile.as_mut_ptr(),
+                                    nr,
+                                    false,
+                                )
+                            };
+                            for i in 0..mh {
+                                let src = &tile[i * nr..i * nr + nw];
+                                let row = &mut c[(ci + i) * ldc + cj..(ci + i) * ldc + cj + nw];
+                                if accumulate {
+                                    for (d, s) in row.iter_mut().zip(src) {
+                                        *d += *s;
+                                    }
+                                } else {
+                                    row.copy_from_slice(src);
+                                }
+                            }
+                        }
+                        if last && !epilogue.is_empty() {
+                            for i in 0..mh {
+                                let row = &mut c[(ci + i) * ldc + cj..(ci + i) * ldc + cj + nw];
+                                apply_epilogue(epilogue, row, row0 + ci + i, cj);
+                            }
+                        }
+                    }
+                }
+                ic += mb;
+            }
+            pc += kb;
+        }
+        jc += nb;
+    }
+}
+
+fn scale_row(row: &mut [f32], beta: f32) {
+    if beta == 0.0 {
+        row.fill(0.0);
+    } else if beta != 1.0 {
+        for v in row {
+            *v *= beta;
+        }
+    }
+}
+
+/// Packs `op(B)[pc .. pc+kb, jc .. jc+nb]` into `nr`-wide panels, each `kb`
+/// steps of `nr` values, the last panel zero-padded.
+fn pack_b(
+    g: &Gemm,
+    b: &[f32],
+    pc: usize,
+    kb: usize,
+    jc: usize,
+    nb: usize,
+    nr: usize,
+    out: &mut [f32],
+) {
+    let ldb = g.ldb;
+    for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+        let nw = nr.min(nb - jr);
+        let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+        if !g.trans_b {
+            for p in 0..kb {
+                let src = (pc + p) * ldb + jc + jr;
+                let d = &mut dst[p * nr..p * nr + nr];
+                d[..nw].copy_from_slice(&b[src..src + nw]);
+                d[nw..].fill(0.0);
+            }
+        } else {
+            if nw < nr {
+                dst.fill(0.0);
+            }
+            for j in 0..nw {
+                let src = &b[(jc + jr + j) * ldb + pc..(jc + jr + j) * ldb + pc + kb];
+                for (p, v) in src.iter().enumerate() {
+                    dst[p * nr + j] = *v;
+                }
+            }
+        }
+    }
+}
+
+/// Packs `α·op(A)[ic .. ic+mb, pc .. pc+kb]` into `mr`-tall panels, each `kb`
+/// steps of `mr` values, the last panel zero-padded.
+fn pack_a(
+    g: &Gemm,
+    a: &[f32],
+    ic: usize,
+    mb: usize,
+    pc: usize,
+    kb: usize,
+    mr: usize,
+    out: &mut [f32],
+) {
+    let lda = g.lda;
+    let alpha = g.alpha;
+    for (panel, ir) in (0..mb).step_by(mr).enumerate() {
+        let mh = mr.min(mb - ir);
+        let dst = &mut out[panel * kb * mr..(panel + 1) * kb * mr];
+        if g.trans_a {
+            for p in 0..kb {
+                let src = (pc + p) * lda + ic + ir;
+                let d = &mut dst[p * mr..p * mr + mr];
+                for (dv, sv) in d[..mh].iter_mut().zip(&a[src..src + mh]) {
+                    *dv = alpha * *sv;
+                }
+                d[mh..].fill(0.0);
+            }
+        } else {
+            if mh < mr {
+                dst.fill(0.0);
+            }
+            for i in 0..mh {
+                let src = &a[(ic + ir + i) * lda + pc..(ic + ir + i) * lda + pc + kb];
+                for (p, v) in src.iter().enumerate() {
+                    dst[p * mr + i] = alpha * *v;
+                }
+            }
+        }
+    }
+}
+
+/// Applies the epilogue list to `row`, the columns `j0 ..` of output row `i`.
+#[inline]
+fn apply_epilogue(epilogue: &[Epilogue<'_>], row: &mut [f32], i: usize, j0: usize) {
+    let w = row.len();
+    for e in epilogue {
+        match *e {
+            Epilogue::BiasRow(bias) => {
+                let v = bias[i];
+                for x in row.iter_mut() {
+                    *x += v;
+                }
+            }
+            Epilogue::BiasCol(bias) => {
+                for (x, v) in row.iter_mut().zip(&bias[j0..j0 + w]) {
+                    *x += *v;
+                }
+            }
+            Epilogue::Scale(s) => {
+                for x in row.iter_mut() {
+                    *x *= s;
+                }
+            }
+            Epilogue::Activation(act) => apply_activation(act, row),
+            Epilogue::Residual { data, ld } => {
+                for (x, v) in row.iter_mut().zip(&data[i * ld + j0..i * ld + j0 + w]) {
+                    *x += *v;
+                }
+            }
+        }
+    }
+}
+
+/// Applies `act` to every value of `row`, with the common cases as plain
+/// loops the compiler vectorizes.
+#[inline]
+pub fn apply_activation(act: Activation, row: &mut [f32]) {
+    match act {
+        Activation::Identity => {}
+        Activation::Relu => {
+            for x in row.iter_mut() {
+                *x = x.max(0.0);
+            }
+        }
+        Activation::LeakyRelu(a) => {
+            for x in row.iter_mut() {
+                *x = if *x > 0.0 { *x } else { a * *x };
+            }
+        }
+        other => {
+            for x in row.iter_mut() {
+                *x = other.apply(*x);
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod conv;
 pub mod dispatch;
 pub mod elementwise;
 pub mod gemm;
+pub mod gemm_micro;
 pub mod loss;
 pub mod lrn;
 pub mod norm;

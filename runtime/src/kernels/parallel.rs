@@ -68,3 +68,40 @@ where
         f(i);
     }
 }
+
+/// Like [`for_each_chunk_mut`] over two outputs at once: calls
+/// `f(index, a_chunk, b_chunk)` for the `index`-th `chunk_a`-sized piece of
+/// `a` together with the `index`-th `chunk_b`-sized piece of `b`, for kernels
+/// that write two results per task (values and argmax indices, mean and
+/// inverse standard deviation). Pieces are paired up to the shorter count.
+#[inline]
+pub fn for_each_chunk_pair_mut<T, U, F>(
+    a: &mut [T],
+    chunk_a: usize,
+    b: &mut [U],
+    chunk_b: usize,
+    work: usize,
+    f: F,
+) where
+    T: Send,
+    U: Send,
+    F: Fn(usize, &mut [T], &mut [U]) + Sync + Send,
+{
+    assert!(
+        chunk_a > 0 && chunk_b > 0,
+        "for_each_chunk_pair_mut: chunk sizes must be positive"
+    );
+    #[cfg(feature = "std")]
+    if worth_parallel(work) && a.len() > chunk_a {
+        use rayon::prelude::*;
+        a.par_chunks_mut(chunk_a)
+            .zip(b.par_chunks_mut(chunk_b))
+            .enumerate()
+            .for_each(|(i, (ca, cb))| f(i, ca, cb));
+        return;
+    }
+    let _ = work;
+    for (i, (ca, cb)) in a.chunks_mut(chunk_a).zip(b.chunks_mut(chunk_b)).enumerate() {
+        f(i, ca, cb);
+    }
+}

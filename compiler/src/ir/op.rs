@@ -1,0 +1,579 @@
+//! The closed set of primitive ops, grouped by category, with their attributes.
+//!
+//! Every op of the language (`docs/language.md`) is one variant of [`Op`];
+//! blocks, `if`, `repeat` and `identity` are gone by the time a graph exists.
+//! The predicates that passes ask ("is this train-only?", "does it carry
+//! parameters?", "how many inputs does it take?") live here and nowhere else.
+
+use std::fmt;
+
+/// A primitive op with its attributes, as the IR holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// A graph input; `index` is its position in [`Graph::inputs`](super::Graph::inputs).
+    Input {
+        /// The position among the graph inputs.
+        index: usize,
+    },
+    /// 2-D convolution, OIHW weights.
+    Conv2d(Conv2d),
+    /// 2-D transposed convolution, weights `[in, out/groups, kh, kw]`.
+    ConvTranspose2d(ConvTranspose2d),
+    /// Fully connected layer on a rank-1 input, weights `[out, in]`.
+    Linear {
+        /// Output features.
+        out: usize,
+        /// Whether a bias is added.
+        bias: bool,
+        /// The input features the user asserted (`in = ...`), if any.
+        in_features: Option<usize>,
+    },
+    /// Collapses the example's dims into one.
+    Flatten,
+    /// Reshapes the example to `shape`; one entry may be `-1`.
+    Reshape {
+        /// The target shape as written.
+        shape: Vec<i64>,
+    },
+    /// 2-D max pooling.
+    MaxPool2d(Pool2d),
+    /// 2-D average pooling.
+    AvgPool2d {
+        /// Window, stride, padding.
+        pool: Pool2d,
+        /// Whether padded zeros count in the average.
+        count_pad: bool,
+    },
+    /// Mean over height and width: `[C, H, W] → [C]`.
+    GlobalAvgPool,
+    /// Upsampling by an integer factor.
+    Upsample {
+        /// The factor on height and width.
+        scale: usize,
+        /// Copy the pixel (`nearest`) or insert zeros (`zeros`).
+        mode: UpsampleMode,
+    },
+    /// Sub-pixel shuffle: `[C·r², H, W] → [C, H·r, W·r]`.
+    PixelShuffle {
+        /// The factor.
+        r: usize,
+    },
+    /// An elementwise activation without parameters.
+    Activation(Activation),
+    /// Leaky ReLU with a learned slope.
+    Prelu {
+        /// One slope per channel (`true`) or one in all.
+        per_channel: bool,
+    },
+    /// Maximum over groups of `k` channels: `[C, ...] → [C/k, ...]`.
+    Maxout {
+        /// The group size.
+        k: usize,
+    },
+    /// Softmax over one dim of the example.
+    Softmax {
+        /// The dim.
+        axis: usize,
+    },
+    /// Log-softmax over one dim of the example.
+    LogSoftmax {
+        /// The dim.
+        axis: usize,
+    },
+    /// Batch normalization, 1-d on `[D]` and 2-d on `[C, H, W]`. Uses batch
+    /// statistics in training and the running statistics at inference.
+    BatchNorm {
+        /// Added to the variance.
+        eps: f64,
+        /// The running statistics' update rate.
+        momentum: f64,
+    },
+    /// AlexNet's local response normalization across channels.
+    Lrn {
+        /// The window size in channels.
+        n: usize,
+        /// Scale.
+        alpha: f64,
+        /// Exponent.
+        beta: f64,
+        /// Additive constant.
+        k: f64,
+    },
+    /// Dropout; train-only (the identity at inference).
+    Dropout {
+        /// The probability of zeroing an element.
+        p: f64,
+    },
+    /// Elementwise sum of two or more tensors of one shape.
+    Add,
+    /// Concatenation along one dim of the example.
+    Concat {
+        /// The dim.
+        axis: usize,
+    },
+    /// The loss head: the output and an implicit target give a scalar.
+    Loss(Loss),
+}
+
+/// The attributes of `conv2d`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv2d {
+    /// Output channels.
+    pub out: usize,
+    /// Kernel `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Stride `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// Padding.
+    pub padding: Padding,
+    /// Dilation `[dh, dw]`.
+    pub dilation: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+    /// Whether a bias is added.
+    pub bias: bool,
+    /// Whether a window that does not fit exactly is an error.
+    pub exact: bool,
+    /// The input channels the user asserted (`in = ...`), if any.
+    pub in_channels: Option<usize>,
+}
+
+/// The attributes of `conv_transpose2d`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvTranspose2d {
+    /// Output channels.
+    pub out: usize,
+    /// Kernel `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Stride `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// Padding `[ph, pw]`.
+    pub padding: [usize; 2],
+    /// Extra size added on one side of the output `[oh, ow]`.
+    pub output_padding: [usize; 2],
+    /// Dilation `[dh, dw]`.
+    pub dilation: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+    /// Whether a bias is added.
+    pub bias: bool,
+    /// The input channels the user asserted (`in = ...`), if any.
+    pub in_channels: Option<usize>,
+}
+
+/// Convolution padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// The same padding `[ph, pw]` on both sides of each dim (`valid` is `[0, 0]`).
+    Explicit([usize; 2]),
+    /// Output size `⌈H/s⌉`; the padding is computed from the input, the
+    /// extra pixel (if the total is odd) going at the end.
+    Same,
+}
+
+impl Padding {
+    /// The padding `[[top, bottom], [left, right]]` for an input of
+    /// `[h, w]`, given the kernel, stride and dilation.
+    pub fn resolve(
+        self,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+    ) -> [[usize; 2]; 2] {
+        match self {
+            Padding::Explicit([ph, pw]) => [[ph, ph], [pw, pw]],
+            Padding::Same => {
+                let mut out = [[0; 2]; 2];
+                for i in 0..2 {
+                    let o = input[i].div_ceil(stride[i]);
+                    let span = dilation[i] * (kernel[i] - 1) + 1;
+                    let total = ((o - 1) * stride[i] + span).saturating_sub(input[i]);
+                    out[i] = [total / 2, total - total / 2];
+                }
+                out
+            }
+        }
+    }
+}
+
+/// The attributes shared by max and average pooling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool2d {
+    /// Window `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Stride `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// Padding `[ph, pw]`.
+    pub padding: [usize; 2],
+    /// Whether a window that does not fit exactly is an error.
+    pub exact: bool,
+    /// Whether the output size rounds up (PyTorch's `ceil_mode`): a last,
+    /// partial window is kept if it starts inside the input or left padding.
+    pub ceil: bool,
+}
+
+/// How `upsample` fills the new pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsampleMode {
+    /// Copies each pixel into its `scale × scale` square.
+    Nearest,
+    /// Puts each pixel at the square's corner and zeros elsewhere (bed of nails).
+    Zeros,
+}
+
+/// The elementwise activations without parameters of their own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `x` if positive, else `alpha·x`.
+    LeakyRelu {
+        /// The negative slope.
+        alpha: f64,
+    },
+    /// `x` if positive, else `alpha·(eˣ − 1)`.
+    Elu {
+        /// The negative scale.
+        alpha: f64,
+    },
+    /// Self-normalizing ELU with the standard constants.
+    Selu,
+    /// `1/(1 + e⁻ˣ)`.
+    Sigmoid,
+    /// `tanh x`.
+    Tanh,
+    /// `x·sigmoid(x)` (also called SiLU).
+    Swish,
+    /// The perceptron's step: `1` if `x > 0`, else `0`; forward only.
+    Step,
+}
+
+/// The loss head's kind and reduction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Loss {
+    /// Which loss.
+    pub kind: LossKind,
+    /// Mean or sum over the batch.
+    pub reduction: Reduction,
+}
+
+/// The losses of the language.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LossKind {
+    /// Softmax cross-entropy from logits; class-index target.
+    CrossEntropy,
+    /// Negative log-likelihood of log-probabilities; class-index target.
+    Nll,
+    /// The multiclass SVM loss; class-index target.
+    MulticlassHinge {
+        /// The margin.
+        margin: f64,
+    },
+    /// `½‖o − y‖²`; target of the output's shape.
+    Mse,
+    /// `‖o − y‖₁`; target of the output's shape.
+    L1,
+    /// Smooth L1; target of the output's shape.
+    Huber {
+        /// Where the quadratic part ends.
+        delta: f64,
+    },
+    /// Binary cross-entropy; target of the output's shape in `[0, 1]`.
+    BinaryCrossEntropy {
+        /// Whether the input is logits (sigmoid fused) or probabilities.
+        from_logits: bool,
+    },
+}
+
+impl LossKind {
+    /// Whether the target is a class index (rather than a tensor of the
+    /// output's shape).
+    pub fn takes_class_index(self) -> bool {
+        matches!(
+            self,
+            LossKind::CrossEntropy | LossKind::Nll | LossKind::MulticlassHinge { .. }
+        )
+    }
+
+    /// The loss's name in the language.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::CrossEntropy => "cross_entropy",
+            LossKind::Nll => "nll",
+            LossKind::MulticlassHinge { .. } => "multiclass_hinge",
+            LossKind::Mse => "mse",
+            LossKind::L1 => "l1",
+            LossKind::Huber { .. } => "huber",
+            LossKind::BinaryCrossEntropy { .. } => "binary_cross_entropy",
+        }
+    }
+}
+
+/// How a loss reduces over the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    /// The mean over the batch.
+    Mean,
+    /// The sum over the batch.
+    Sum,
+}
+
+/// The categories the ops fall into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Graph inputs.
+    Input,
+    /// Convolutions and fully connected layers: the ops that do multiply-adds.
+    ConvLinear,
+    /// Max, average and global pooling.
+    Pooling,
+    /// Upsampling and pixel shuffle.
+    Resampling,
+    /// Elementwise activations, PReLU, maxout, softmax.
+    Activation,
+    /// Batch norm, LRN, dropout.
+    Normalization,
+    /// Flatten, reshape, add, concat.
+    Structural,
+    /// The loss head.
+    Loss,
+}
+
+/// How many inputs an op takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Exactly(usize),
+    /// This many or more.
+    AtLeast(usize),
+}
+
+impl Arity {
+    /// Whether `n` inputs are allowed.
+    pub fn allows(self, n: usize) -> bool {
+        match self {
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+        }
+    }
+}
+
+impl fmt::Display for Arity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arity::Exactly(k) => write!(f, "{k}"),
+            Arity::AtLeast(k) => write!(f, "at least {k}"),
+        }
+    }
+}
+
+impl Op {
+    /// The op's name in the language (`conv2d`, `relu`, `cross_entropy`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Conv2d(_) => "conv2d",
+            Op::ConvTranspose2d(_) => "conv_transpose2d",
+            Op::Linear { .. } => "linear",
+            Op::Flatten => "flatten",
+            Op::Reshape { .. } => "reshape",
+            Op::MaxPool2d(_) => "max_pool2d",
+            Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::GlobalAvgPool => "global_avg_pool",
+            Op::Upsample { .. } => "upsample",
+            Op::PixelShuffle { .. } => "pixel_shuffle",
+            Op::Activation(a) => match a {
+                Activation::Relu => "relu",
+                Activation::LeakyRelu { .. } => "leaky_relu",
+                Activation::Elu { .. } => "elu",
+                Activation::Selu => "selu",
+                Activation::Sigmoid => "sigmoid",
+                Activation::Tanh => "tanh",
+                Activation::Swish => "swish",
+                Activation::Step => "step",
+            },
+            Op::Prelu { .. } => "prelu",
+            Op::Maxout { .. } => "maxout",
+            Op::Softmax { .. } => "softmax",
+            Op::LogSoftmax { .. } => "log_softmax",
+            Op::BatchNorm { .. } => "batch_norm",
+            Op::Lrn { .. } => "lrn",
+            Op::Dropout { .. } => "dropout",
+            Op::Add => "add",
+            Op::Concat { .. } => "concat",
+            Op::Loss(l) => l.kind.name(),
+        }
+    }
+
+    /// The op's category.
+    pub fn category(&self) -> Category {
+        match self {
+            Op::Input { .. } => Category::Input,
+            Op::Conv2d(_) | Op::ConvTranspose2d(_) | Op::Linear { .. } => Category::ConvLinear,
+            Op::MaxPool2d(_) | Op::AvgPool2d { .. } | Op::GlobalAvgPool => Category::Pooling,
+            Op::Upsample { .. } | Op::PixelShuffle { .. } => Category::Resampling,
+            Op::Activation(_)
+            | Op::Prelu { .. }
+            | Op::Maxout { .. }
+            | Op::Softmax { .. }
+            | Op::LogSoftmax { .. } => Category::Activation,
+            Op::BatchNorm { .. } | Op::Lrn { .. } | Op::Dropout { .. } => Category::Normalization,
+            Op::Flatten | Op::Reshape { .. } | Op::Add | Op::Concat { .. } => Category::Structural,
+            Op::Loss(_) => Category::Loss,
+        }
+    }
+
+    /// How many inputs the op takes.
+    pub fn arity(&self) -> Arity {
+        match self {
+            Op::Input { .. } => Arity::Exactly(0),
+            Op::Add => Arity::AtLeast(2),
+            Op::Concat { .. } => Arity::AtLeast(1),
+            _ => Arity::Exactly(1),
+        }
+    }
+
+    /// Whether the op exists only in training (dropout: the identity at
+    /// inference).
+    pub fn is_train_only(&self) -> bool {
+        matches!(self, Op::Dropout { .. })
+    }
+
+    /// Whether the op computes differently in training and at inference
+    /// (dropout; batch norm's batch versus running statistics).
+    pub fn has_train_mode(&self) -> bool {
+        matches!(self, Op::Dropout { .. } | Op::BatchNorm { .. })
+    }
+
+    /// Whether the output has the input's shape and each element depends
+    /// only on the same element of the input.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Activation(_) | Op::Prelu { .. } | Op::Dropout { .. }
+        )
+    }
+
+    /// Whether the op counts multiply-adds in summaries (convolutions and
+    /// linear layers only, as the seeds count).
+    pub fn counts_macs(&self) -> bool {
+        self.category() == Category::ConvLinear
+    }
+
+    /// The attributes as `key=value` pairs, in a fixed order, for the text dump.
+    pub fn attrs(&self) -> Vec<(&'static str, String)> {
+        fn pair(p: [usize; 2]) -> String {
+            format!("[{}, {}]", p[0], p[1])
+        }
+        match self {
+            Op::Input { index } => vec![("index", index.to_string())],
+            Op::Conv2d(c) => {
+                let mut v = vec![
+                    ("out", c.out.to_string()),
+                    ("k", pair(c.kernel)),
+                    ("s", pair(c.stride)),
+                    (
+                        "p",
+                        match c.padding {
+                            Padding::Explicit(p) => pair(p),
+                            Padding::Same => "same".into(),
+                        },
+                    ),
+                    ("d", pair(c.dilation)),
+                    ("groups", c.groups.to_string()),
+                    ("bias", c.bias.to_string()),
+                ];
+                if c.exact {
+                    v.push(("exact", "true".into()));
+                }
+                v
+            }
+            Op::ConvTranspose2d(c) => vec![
+                ("out", c.out.to_string()),
+                ("k", pair(c.kernel)),
+                ("s", pair(c.stride)),
+                ("p", pair(c.padding)),
+                ("output_padding", pair(c.output_padding)),
+                ("d", pair(c.dilation)),
+                ("groups", c.groups.to_string()),
+                ("bias", c.bias.to_string()),
+            ],
+            Op::Linear { out, bias, .. } => {
+                vec![("out", out.to_string()), ("bias", bias.to_string())]
+            }
+            Op::Flatten | Op::GlobalAvgPool | Op::Add => vec![],
+            Op::Reshape { shape } => vec![("shape", format!("{shape:?}"))],
+            Op::MaxPool2d(p) => pool_attrs(p),
+            Op::AvgPool2d { pool, count_pad } => {
+                let mut v = pool_attrs(pool);
+                v.push(("count_pad", count_pad.to_string()));
+                v
+            }
+            Op::Upsample { scale, mode } => vec![
+                ("scale", scale.to_string()),
+                (
+                    "mode",
+                    match mode {
+                        UpsampleMode::Nearest => "nearest".into(),
+                        UpsampleMode::Zeros => "zeros".into(),
+                    },
+                ),
+            ],
+            Op::PixelShuffle { r } => vec![("r", r.to_string())],
+            Op::Activation(Activation::LeakyRelu { alpha } | Activation::Elu { alpha }) => {
+                vec![("alpha", alpha.to_string())]
+            }
+            Op::Activation(_) => vec![],
+            Op::Prelu { per_channel } => vec![("per_channel", per_channel.to_string())],
+            Op::Maxout { k } => vec![("k", k.to_string())],
+            Op::Softmax { axis } | Op::LogSoftmax { axis } | Op::Concat { axis } => {
+                vec![("axis", axis.to_string())]
+            }
+            Op::BatchNorm { eps, momentum } => {
+                vec![("eps", eps.to_string()), ("momentum", momentum.to_string())]
+            }
+            Op::Lrn { n, alpha, beta, k } => vec![
+                ("n", n.to_string()),
+                ("alpha", alpha.to_string()),
+                ("beta", beta.to_string()),
+                ("k", k.to_string()),
+            ],
+            Op::Dropout { p } => vec![("p", p.to_string())],
+            Op::Loss(l) => {
+                let mut v = match l.kind {
+                    LossKind::MulticlassHinge { margin } => vec![("margin", margin.to_string())],
+                    LossKind::Huber { delta } => vec![("delta", delta.to_string())],
+                    LossKind::BinaryCrossEntropy { from_logits } => {
+                        vec![("from_logits", from_logits.to_string())]
+                    }
+                    _ => vec![],
+                };
+                v.push((
+                    "reduction",
+                    match l.reduction {
+                        Reduction::Mean => "mean".into(),
+                        Reduction::Sum => "sum".into(),
+                    },
+                ));
+                v
+            }
+        }
+    }
+}
+
+fn pool_attrs(p: &Pool2d) -> Vec<(&'static str, String)> {
+    let pair = |p: [usize; 2]| format!("[{}, {}]", p[0], p[1]);
+    let mut v = vec![
+        ("k", pair(p.kernel)),
+        ("s", pair(p.stride)),
+        ("p", pair(p.padding)),
+    ];
+    if p.exact {
+        v.push(("exact", "true".into()));
+    }
+    if p.ceil {
+        v.push(("ceil", "true".into()));
+    }
+    v
+}

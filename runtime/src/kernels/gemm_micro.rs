@@ -1,0 +1,204 @@
+//! The register-blocked GEMM microkernels, one per architecture variant.
+//!
+//! Each computes one `MR × NR` tile of `C` from packed panels (see
+//! [`super::gemm`] for the packing layout): for every step `p` of the depth it
+//! loads `NR` values of B, broadcasts each of the `MR` values of A and issues
+//! one fused multiply-add per vector of the tile. The accumulators stay in
+//! registers for the whole depth; the tile touches memory only at the end.
+//! The reduction order of every output element is the plain `p = 0, 1, …`
+//! order, so the result does not depend on how the caller splits the work.
+//!
+//! `unsafe` is confined to pointer reads/writes whose bounds the caller
+//! guarantees (the [`super::dispatch::MicroKernel`] contract) and to calling
+//! `#[target_feature]` functions, which the dispatch table only does on CPUs
+//! that have the features.
+
+/// Rows of the portable micro-tile.
+pub const PORTABLE_MR: usize = 4;
+/// Columns of the portable micro-tile.
+pub const PORTABLE_NR: usize = 16;
+
+/// The portable microkernel: plain arrays that the compiler keeps in vector
+/// registers of the target's baseline (SSE2 on x86-64, NEON on aarch64). It
+/// multiplies and adds separately (no fused multiply-add: without hardware
+/// FMA that would be a slow library call).
+///
+/// # Safety
+///
+/// As [`super::dispatch::MicroKernel`], with `MR = 4`, `NR = 16`.
+pub unsafe fn micro_portable(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    const MR: usize = PORTABLE_MR;
+    const NR: usize = PORTABLE_NR;
+    // SAFETY: the caller guarantees `a` holds kc·MR and `b` kc·NR floats.
+    let (a, b) = unsafe {
+        (
+            core::slice::from_raw_parts(a, kc * MR),
+            core::slice::from_raw_parts(b, kc * NR),
+        )
+    };
+    let mut acc = [[0.0f32; NR]; MR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for i in 0..MR {
+            let ai = ap[i];
+            for j in 0..NR {
+                acc[i][j] += ai * bp[j];
+            }
+        }
+    }
+    for i in 0..MR {
+        // SAFETY: row i of the tile is writable for NR floats (contract).
+        let row = unsafe { core::slice::from_raw_parts_mut(c.add(i * ldc), NR) };
+        if accumulate {
+            for j in 0..NR {
+                row[j] += acc[i][j];
+            }
+        } else {
+            row.copy_from_slice(&acc[i]);
+        }
+    }
+}
+
+/// Rows of the AVX2 micro-tile.
+#[cfg(target_arch = "x86_64")]
+pub const AVX2_MR: usize = 6;
+/// Columns of the AVX2 micro-tile (two 8-lane vectors).
+#[cfg(target_arch = "x86_64")]
+pub const AVX2_NR: usize = 16;
+
+/// The AVX2+FMA microkernel: 6 × 16, twelve `ymm` accumulators.
+///
+/// # Safety
+///
+/// As [`super::dispatch::MicroKernel`], with `MR = 6`, `NR = 16`; the CPU
+/// must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn micro_avx2(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { micro_avx2_impl::<AVX2_MR>(kc, a, b, c, ldc, accumulate) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn micro_avx2_impl<const MR: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    use core::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut a = a;
+    let mut b = b;
+    for _ in 0..kc {
+        // SAFETY: p < kc, so the reads stay inside the packed panels.
+        unsafe {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for i in 0..MR {
+                let ai = _mm256_broadcast_ss(&*a.add(i));
+                acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+            }
+            a = a.add(MR);
+            b = b.add(16);
+        }
+    }
+    for i in 0..MR {
+        // SAFETY: row i of the tile is writable for 16 floats (contract).
+        unsafe {
+            let row = c.add(i * ldc);
+            let (mut r0, mut r1) = (acc[i][0], acc[i][1]);
+            if accumulate {
+                r0 = _mm256_add_ps(r0, _mm256_loadu_ps(row));
+                r1 = _mm256_add_ps(r1, _mm256_loadu_ps(row.add(8)));
+            }
+            _mm256_storeu_ps(row, r0);
+            _mm256_storeu_ps(row.add(8), r1);
+        }
+    }
+}
+
+/// Rows of the AVX-512 micro-tile.
+#[cfg(target_arch = "x86_64")]
+pub const AVX512_MR: usize = 12;
+/// Columns of the AVX-512 micro-tile (two 16-lane vectors).
+#[cfg(target_arch = "x86_64")]
+pub const AVX512_NR: usize = 32;
+
+/// The AVX-512F microkernel: 12 × 32, twenty-four `zmm` accumulators.
+///
+/// # Safety
+///
+/// As [`super::dispatch::MicroKernel`], with `MR = 12`, `NR = 32`; the CPU
+/// must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn micro_avx512(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { micro_avx512_impl::<AVX512_MR>(kc, a, b, c, ldc, accumulate) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_avx512_impl<const MR: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    use core::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut a = a;
+    let mut b = b;
+    for _ in 0..kc {
+        // SAFETY: p < kc, so the reads stay inside the packed panels.
+        unsafe {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for i in 0..MR {
+                let ai = _mm512_set1_ps(*a.add(i));
+                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+            }
+            a = a.add(MR);
+            b = b.add(32);
+        }
+    }
+    for i in 0..MR {
+        // SAFETY: row i of the tile is writable for 32 floats (contract).
+        unsafe {
+            let row = c.add(i * ldc);
+            let (mut r0, mut r1) = (acc[i][0], acc[i][1]);
+            if accumulate {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(row));
+                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(row.add(16)));
+            }
+            _mm512_storeu_ps(row, r0);
+            _mm512_storeu_ps(row.add(16), r1);
+        }
+    }
+}
