@@ -36,6 +36,10 @@ mod from_yaml {
     kiln::network!("tests/data/lenet5.yaml");
 }
 
+mod from_zoo {
+    kiln::network!("../models/lenet5.yaml");
+}
+
 /// The name of a type, without its module path.
 fn short_name<T>() -> &'static str {
     let full = std::any::type_name::<T>();
@@ -53,4 +57,48 @@ fn generated_types() {
         assert_eq!(got, expect);
     }
     assert_eq!(format!("{:?}", from_yaml::LeNet5), "LeNet5");
+}
+
+#[test]
+fn totals_come_from_the_checked_graph() {
+    // LeNet-5 (crash-course version): 156 + 2,416 + 48,120 + 10,164 + 850
+    // parameters; 117,600 + 240,000 + 48,000 + 10,080 + 840 multiply-adds.
+    // Tiny: a strided basic block with a projection (2,880), two identity
+    // basic blocks (2 × 4,672) and a 16 → 10 linear layer (170).
+    let cases = [
+        (
+            "tokens",
+            from_tokens::LeNet5::TOTAL_PARAMS,
+            from_tokens::LeNet5::TOTAL_MACS,
+            61_706,
+            416_520,
+        ),
+        (
+            "yaml",
+            from_yaml::LeNet5::TOTAL_PARAMS,
+            from_yaml::LeNet5::TOTAL_MACS,
+            61_706,
+            416_520,
+        ),
+        (
+            "zoo",
+            from_zoo::LeNet5::TOTAL_PARAMS,
+            from_zoo::LeNet5::TOTAL_MACS,
+            61_706,
+            416_520,
+        ),
+        (
+            "tiny",
+            from_tokens::Tiny::TOTAL_PARAMS,
+            from_tokens::Tiny::TOTAL_PARAMS,
+            12_394,
+            12_394,
+        ),
+    ];
+    for (what, params, macs, want_params, want_macs) in cases {
+        assert_eq!((params, macs), (want_params, want_macs), "{what}");
+    }
+    let json = from_tokens::LeNet5::summary_json();
+    assert!(json.contains("\"total_params\": 61706"), "{json}");
+    assert_eq!(json, from_yaml::LeNet5::summary_json());
 }
