@@ -551,13 +551,25 @@ impl<'m> Lowerer<'m> {
                     later: self.scopes.iter().any(|s| s.later.contains(&id.name)),
                 },
             },
-            ExprKind::Method { recv, method, args } => {
-                let r = self.eval(recv);
-                let args: Vec<EArg> = args.iter().map(|a| self.arg(a)).collect();
-                if SHAPE_QUERIES.contains(&method.name.as_str()) {
-                    return self.shape_query(r, recv.loc, method, args, e.loc);
+            ExprKind::Method { .. } => {
+                // A chain `x.a().b().c()` is walked iteratively, innermost
+                // first, so a long chain does not nest the evaluator.
+                let mut chain = Vec::new();
+                let mut base = e;
+                while let ExprKind::Method { recv, method, args } = &base.kind {
+                    chain.push((base.loc, recv.loc, method, args));
+                    base = recv;
                 }
-                self.apply(method, vec![(r, recv.loc)], args, e.loc)
+                let mut r = self.eval(base);
+                for (loc, recv_loc, method, args) in chain.into_iter().rev() {
+                    let args: Vec<EArg> = args.iter().map(|a| self.arg(a)).collect();
+                    r = if SHAPE_QUERIES.contains(&method.name.as_str()) {
+                        self.shape_query(r, recv_loc, method, args, loc)
+                    } else {
+                        self.apply(method, vec![(r, recv_loc)], args, loc)
+                    };
+                }
+                r
             }
             ExprKind::Call { func, args } => {
                 let args: Vec<EArg> = args.iter().map(|a| self.arg(a)).collect();
@@ -1033,7 +1045,7 @@ impl<'m> Lowerer<'m> {
             self.diags.push(d);
             return Val::Poison;
         }
-        let Some(name) = self.layer_name(fname, name_override) else {
+        let Some(name) = self.layer_name(fname, name_override, loc) else {
             return Val::Poison;
         };
         let what = format!("{fname} `{name}`");
@@ -1098,7 +1110,12 @@ impl<'m> Lowerer<'m> {
 
     /// The next layer name for `base` in the current block instance, or the
     /// override; `None` (reported) if it is taken.
-    fn layer_name(&mut self, base: &str, name_override: Option<(String, Loc)>) -> Option<String> {
+    fn layer_name(
+        &mut self,
+        base: &str,
+        name_override: Option<(String, Loc)>,
+        at: Loc,
+    ) -> Option<String> {
         let ctx = self
             .names
             .last_mut()
@@ -1115,7 +1132,7 @@ impl<'m> Lowerer<'m> {
         if !self.used_names.insert(name.clone()) {
             self.error(
                 codes::DUPLICATE_NAME,
-                loc.unwrap_or(Loc::Synthetic),
+                loc.unwrap_or(at),
                 format!("two layers are named `{name}`; layer names must be unique"),
             );
             return None;
@@ -1209,7 +1226,7 @@ impl<'m> Lowerer<'m> {
         if !ok {
             return Val::Poison;
         }
-        let Some(prefix) = self.layer_name(bname, name_override) else {
+        let Some(prefix) = self.layer_name(bname, name_override, loc) else {
             return Val::Poison;
         };
         // Used block instance names do not block layers of the same name.
