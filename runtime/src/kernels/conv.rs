@@ -27,6 +27,7 @@
 //! over the thread pool; every output element's reduction order is fixed, so
 //! results are bit-identical whatever the thread count.
 
+use super::conv_direct::{self, DirectShape};
 use super::dispatch::Kernels;
 use super::gemm::{Epilogue, Gemm, apply_activation, gemm_scratch_len_with, sgemm_serial_with};
 use crate::activation::Activation;
@@ -280,19 +281,6 @@ impl Conv2dGeometry {
             && self.pad[3] == 0
     }
 
-    /// Whether the forward pass uses the direct kernel: stride 1, no
-    /// dilation, one group and few input taps per output (LeNet's layers).
-    pub const fn uses_direct(&self) -> bool {
-        self.stride[0] == 1
-            && self.stride[1] == 1
-            && self.dilation[0] == 1
-            && self.dilation[1] == 1
-            && self.groups == 1
-            && self.c_out <= DIRECT_MAX_C_OUT
-            && self.col_rows() <= DIRECT_MAX_TAPS
-            && !self.is_pointwise()
-    }
-
     fn assert_valid(&self) {
         if let Err(e) = self.validate() {
             panic!("conv kernel called with an invalid geometry {self:?}: {e}");
@@ -300,10 +288,39 @@ impl Conv2dGeometry {
     }
 }
 
-/// The direct kernel handles at most this many output channels.
-const DIRECT_MAX_C_OUT: usize = 16;
-/// The direct kernel handles at most this many taps (`c_in · kh · kw`).
-const DIRECT_MAX_TAPS: usize = 160;
+/// Whether the forward pass uses the direct kernel of `kern`: the variant
+/// has one, stride 1, one group, at most
+/// [`conv_direct::DIRECT_MAX_C_OUT`] output channels, and not a plain 1×1.
+pub fn uses_direct(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    kern.conv_direct.is_some()
+        && g.stride == [1, 1]
+        && g.groups == 1
+        && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
+        && !g.is_pointwise()
+}
+
+/// The direct kernel's shape for `g`.
+fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
+    let hp = g.h + g.pad[0] + g.pad[2];
+    let wp = g.w + g.pad[1] + g.pad[3];
+    DirectShape {
+        c_in: g.c_in,
+        c_out: g.c_out,
+        kh: g.kh,
+        kw: g.kw,
+        dilation: g.dilation,
+        hp,
+        wp,
+        ext: (g.out_h() * wp).div_ceil(16) * 16,
+    }
+}
+
+/// Scratch of the direct kernel: the padded input with its zero tail, then
+/// the extended output.
+fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
+    let s = direct_shape(g);
+    s.c_in * s.hp * s.wp + conv_direct::tail_len(&s) + s.c_out * s.ext
+}
 
 /// One step of a convolution's fused epilogue, applied in list order to each
 /// output value after the product.
@@ -515,8 +532,8 @@ fn col_len(g: &Conv2dGeometry) -> usize {
 
 /// The scratch length (floats) of [`conv2d_forward_serial`].
 pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
-    if g.uses_direct() {
-        return 0;
+    if uses_direct(kern, g) {
+        return direct_scratch_len(g);
     }
     col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g))
 }
@@ -568,45 +585,47 @@ fn forward_image(
     }
 }
 
-/// The direct forward kernel for one image: for each output channel, each
-/// tap adds a shifted input row times one weight to the output row. Stride
-/// 1, no dilation, one group.
+/// The direct forward path for one image: pad the input into `scratch`, run
+/// the variant's direct kernel, copy the valid columns out and apply the
+/// epilogue per channel.
 fn forward_direct_image(
+    kern: &Kernels,
     g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
     epilogue: &[ConvEpilogue<'_>],
     y: &mut [f32],
     img: usize,
+    scratch: &mut [f32],
 ) {
+    let Some(direct) = kern.conv_direct else {
+        unreachable!(
+            "forward_direct_image: variant {} has no direct kernel",
+            kern.name
+        )
+    };
+    let s = direct_shape(g);
     let (oh, ow) = (g.out_h(), g.out_w());
     let plane = oh * ow;
+    let padded = s.c_in * s.hp * s.wp + conv_direct::tail_len(&s);
+    let (xp, rest) = scratch.split_at_mut(padded);
+    let yext = &mut rest[..s.c_out * s.ext];
+    xp.fill(0.0);
+    for c in 0..g.c_in {
+        for iy in 0..g.h {
+            let dst = (c * s.hp + iy + g.pad[0]) * s.wp + g.pad[1];
+            xp[dst..dst + g.w].copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+        }
+    }
+    // SAFETY: the buffers have the lengths the kernel's contract asks for
+    // (padded input plus tail, OIHW weight, c_out extended planes), c_out is
+    // at most 16 (uses_direct), and the table checked the CPU's features.
+    unsafe { direct(&s, xp, w, yext) };
     for co in 0..g.c_out {
         let yc = &mut y[co * plane..(co + 1) * plane];
-        yc.fill(0.0);
-        for ci in 0..g.c_in {
-            let xc = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-            for r in 0..g.kh {
-                for s in 0..g.kw {
-                    let wv = w[((co * g.c_in + ci) * g.kh + r) * g.kw + s];
-                    let (lo, hi) = valid_range(ow, g.w, 1, s, g.pad[1]);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let ix0 = lo + s - g.pad[1];
-                    for oy in 0..oh {
-                        let iy = (oy + r) as isize - g.pad[0] as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        let src = &xc[iy as usize * g.w + ix0..iy as usize * g.w + ix0 + (hi - lo)];
-                        let dst = &mut yc[oy * ow + lo..oy * ow + hi];
-                        for (d, sv) in dst.iter_mut().zip(src) {
-                            *d += wv * *sv;
-                        }
-                    }
-                }
-            }
+        for oy in 0..oh {
+            let src = &yext[co * s.ext + oy * s.wp..co * s.ext + oy * s.wp + ow];
+            yc[oy * ow..(oy + 1) * ow].copy_from_slice(src);
         }
         for e in epilogue {
             match *e {
@@ -615,9 +634,9 @@ fn forward_direct_image(
                         *v += b[co];
                     }
                 }
-                ConvEpilogue::Scale(s) => {
+                ConvEpilogue::Scale(f) => {
                     for v in yc.iter_mut() {
-                        *v *= s;
+                        *v *= f;
                     }
                 }
                 ConvEpilogue::Activation(a) => apply_activation(a, yc),
@@ -663,16 +682,20 @@ pub fn conv2d_forward_serial(
         conv2d_forward_scratch_len(kern, g),
     );
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
-    // The direct kernel needs no scratch at all.
-    let col_used = if g.uses_direct() { 0 } else { col_len(g) };
-    let (col, pack) = scratch.split_at_mut(col_used);
+    if uses_direct(kern, g) {
+        for img in 0..g.n {
+            let xi = &x[img * in_img..(img + 1) * in_img];
+            let yi = &mut y[img * out_img..(img + 1) * out_img];
+            forward_direct_image(kern, g, xi, w, epilogue, yi, img, scratch);
+        }
+        return;
+    }
+    let (col, pack) = scratch.split_at_mut(col_len(g));
     let mut mm = Mm::Serial(pack);
     for img in 0..g.n {
         let xi = &x[img * in_img..(img + 1) * in_img];
         let yi = &mut y[img * out_img..(img + 1) * out_img];
-        if g.uses_direct() {
-            forward_direct_image(g, xi, w, epilogue, yi, img);
-        } else {
+        {
             forward_image(kern, g, xi, w, epilogue, yi, img, col, &mut mm);
         }
     }
@@ -703,11 +726,11 @@ pub fn conv2d_forward(
         let len = conv2d_forward_scratch_len(kern, g);
         for_each_chunk_mut(y, out_img, work, |img, yi| {
             let xi = &x[img * in_img..(img + 1) * in_img];
-            if g.uses_direct() {
-                forward_direct_image(g, xi, w, epilogue, yi, img);
-                return;
-            }
             with_scratch(Slot::Conv, len, |scratch| {
+                if uses_direct(kern, g) {
+                    forward_direct_image(kern, g, xi, w, epilogue, yi, img, scratch);
+                    return;
+                }
                 let (col, pack) = scratch.split_at_mut(col_len(g));
                 forward_image(
                     kern,
@@ -724,12 +747,18 @@ pub fn conv2d_forward(
         });
         return;
     }
-    with_scratch(Slot::Conv, col_len(g), |col| {
+    let direct = uses_direct(kern, g);
+    let len = if direct {
+        direct_scratch_len(g)
+    } else {
+        col_len(g)
+    };
+    with_scratch(Slot::Conv, len, |col| {
         for img in 0..g.n {
             let xi = &x[img * in_img..(img + 1) * in_img];
             let yi = &mut y[img * out_img..(img + 1) * out_img];
-            if g.uses_direct() {
-                forward_direct_image(g, xi, w, epilogue, yi, img);
+            if direct {
+                forward_direct_image(kern, g, xi, w, epilogue, yi, img, col);
             } else {
                 forward_image(kern, g, xi, w, epilogue, yi, img, col, &mut Mm::Threaded);
             }

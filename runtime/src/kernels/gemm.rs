@@ -428,6 +428,9 @@ fn gemm_rows(
         }
         return;
     }
+    if gemv(kern, g, a, b, c, row0, rows, epilogue) {
+        return;
+    }
     if g.beta != 0.0 && g.beta != 1.0 {
         for i in 0..m {
             scale_row(&mut c[i * ldc..i * ldc + n], g.beta);
@@ -453,12 +456,12 @@ fn gemm_rows(
             while ic < m {
                 let mb = (m - ic).min(kern.mc);
                 pack_a(g, a, row0 + ic, mb, pc, kb, mr, pa);
-                for jr in (0..nb).step_by(nr) {
-                    let nw = nr.min(nb - jr);
-                    let bp = &pb[jr * kb..jr * kb + kb * nr];
-                    for ir in (0..mb).step_by(mr) {
-                        let mh = mr.min(mb - ir);
-                        let ap = &pa[ir * kb..ir * kb + kb * mr];
+                for ir in (0..mb).step_by(mr) {
+                    let mh = mr.min(mb - ir);
+                    let ap = &pa[ir * kb..ir * kb + kb * mr];
+                    for jr in (0..nb).step_by(nr) {
+                        let nw = nr.min(nb - jr);
+                        let bp = &pb[jr * kb..jr * kb + kb * nr];
                         let (ci, cj) = (ic + ir, jc + jr);
                         if mh == mr && nw == nr {
                             let off = ci * ldc + cj;
@@ -515,6 +518,51 @@ fn gemm_rows(
         }
         jc += nb;
     }
+}
+
+/// The matrix-vector path, taken when C has one column (and A's rows and
+/// B's column are contiguous) or one row (and A's row and B's columns are
+/// contiguous): each element is one dot product, with no packing. Returns
+/// whether it applied. The choice depends only on the shape, so every row
+/// block of a call takes the same path.
+fn gemv(
+    kern: &Kernels,
+    g: &Gemm,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    row0: usize,
+    rows: usize,
+    epilogue: &[Epilogue<'_>],
+) -> bool {
+    let k = g.k;
+    let finish = |c: &mut f32, dot: f32, i: usize, j: usize| {
+        let old = if g.beta == 0.0 { 0.0 } else { g.beta * *c };
+        *c = g.alpha * dot + old;
+        apply_epilogue(epilogue, core::slice::from_mut(c), i, j);
+    };
+    if g.n == 1 && !g.trans_a && (g.trans_b || g.ldb == 1 || k <= 1) {
+        for i in 0..rows {
+            let ar = &a[(row0 + i) * g.lda..(row0 + i) * g.lda + k];
+            let bc = &b[..k];
+            // SAFETY: both slices hold k floats; the table checked the CPU.
+            let d = unsafe { (kern.dot)(k, ar.as_ptr(), bc.as_ptr()) };
+            finish(&mut c[i * g.ldc], d, row0 + i, 0);
+        }
+        return true;
+    }
+    if g.m == 1 && (!g.trans_a || g.lda == 1 || k <= 1) && g.trans_b {
+        let ar = &a[..k];
+        let row = &mut c[..g.n];
+        for (j, cv) in row.iter_mut().enumerate() {
+            let bc = &b[j * g.ldb..j * g.ldb + k];
+            // SAFETY: both slices hold k floats; the table checked the CPU.
+            let d = unsafe { (kern.dot)(k, ar.as_ptr(), bc.as_ptr()) };
+            finish(cv, d, 0, j);
+        }
+        return true;
+    }
+    false
 }
 
 fn scale_row(row: &mut [f32], beta: f32) {
