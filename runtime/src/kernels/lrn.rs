@@ -6,9 +6,11 @@
 //! Each output plane (one example, one channel) is a task: its window's
 //! squares are summed plane by plane into the output (vectorizable along
 //! space), then turned into the result, so the forward needs no scratch.
-//! The backward takes one input-sized scratch buffer from the caller.
+//! The backward takes one input-sized scratch buffer from the caller. The
+//! power `D^{−β}` is `exp(−β ln D)` through the vectorizable approximations
+//! of [`super::activation`], so the inner loops carry no libm call.
 
-use super::activation::ChannelShape;
+use super::activation::{ChannelShape, exp_approx, ln_approx};
 use super::parallel::for_each_chunk_mut;
 
 /// LRN's constants: window `size` (n), `alpha`, `beta` and `k`.
@@ -49,6 +51,13 @@ impl Lrn {
     }
 }
 
+/// `dᵉ` for `d > 0` as `exp(e·ln d)` with the vectorizable approximations
+/// (a few ulp; `d` below the smallest normal counts as it).
+#[inline(always)]
+fn pow_approx(d: f32, e: f32) -> f32 {
+    exp_approx(e * ln_approx(d))
+}
+
 /// Writes `d = Σ_{j ∈ win(c)} x_j²` for output plane `plane` into `d`.
 #[inline(always)]
 fn window_sum_of_squares(x: &[f32], d: &mut [f32], shape: ChannelShape, p: Lrn, plane: usize) {
@@ -80,7 +89,7 @@ pub fn lrn_forward(x: &[f32], y: &mut [f32], shape: ChannelShape, p: Lrn) {
         window_sum_of_squares(x, yc, shape, p, plane);
         let xc = &x[plane * s..(plane + 1) * s];
         for (yv, &xv) in yc.iter_mut().zip(xc) {
-            *yv = xv * libm::powf(p.k + a * *yv, -p.beta);
+            *yv = xv * pow_approx(p.k + a * *yv, -p.beta);
         }
     });
 }
@@ -117,7 +126,7 @@ pub fn lrn_backward(
             &dy[plane * s..(plane + 1) * s],
         );
         for ((t, &xv), &g) in tc.iter_mut().zip(xc).zip(gc) {
-            *t = g * xv * libm::powf(p.k + a * *t, -p.beta - 1.0);
+            *t = g * xv * pow_approx(p.k + a * *t, -p.beta - 1.0);
         }
     });
     let t = &*scratch;
@@ -137,7 +146,7 @@ pub fn lrn_backward(
             for c in start..end {
                 acc += t[(b * shape.c + c) * s + k];
             }
-            *d = gc[k] * libm::powf(p.k + a * *d, -p.beta) - coef * xc[k] * acc;
+            *d = gc[k] * pow_approx(p.k + a * *d, -p.beta) - coef * xc[k] * acc;
         }
     });
 }
