@@ -564,6 +564,22 @@ impl Params {
         Some(&mut self.buffers[r])
     }
 
+    /// Checks that `values`, `grads` and `buffers` have their layouts'
+    /// lengths (the fields are public, so a caller can break this).
+    pub fn validate(&self) -> Result<(), ToolkitError> {
+        let (n, b) = (self.layout.len(), self.buffer_layout.len());
+        if self.values.len() != n || self.grads.len() != n || self.buffers.len() != b {
+            return Err(ToolkitError::Invalid(format!(
+                "the layout has {n} parameters and {b} buffer scalars, but values, grads and \
+                 buffers hold {}, {} and {}",
+                self.values.len(),
+                self.grads.len(),
+                self.buffers.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Sets every gradient to zero.
     pub fn zero_grads(&mut self) {
         self.grads.fill(0.0);

@@ -53,7 +53,9 @@ fn small_model(seed: u64) -> Params {
     ])
     .unwrap();
     let mut p = Params::new(layout, bufs).unwrap();
-    InitPolicy::new(Init::He(Dist::Normal)).apply(&mut p, seed);
+    InitPolicy::new(Init::He(Dist::Normal))
+        .apply(&mut p, seed)
+        .unwrap();
     p
 }
 
@@ -439,7 +441,9 @@ mod pytorch_weights {
         // Keep the feature extractor and the first linear layer; the new
         // 5-class head keeps its own initialization.
         let mut p = kiln_cnn(5);
-        InitPolicy::new(Init::Glorot(Dist::Uniform)).apply(&mut p, 7);
+        InitPolicy::new(Init::Glorot(Dist::Uniform))
+            .apply(&mut p, 7)
+            .unwrap();
         let head = p.get("fc2.weight").unwrap().to_vec();
         let spec = PartialLoad::new()
             .rule("features.0.*", "conv1.*")
