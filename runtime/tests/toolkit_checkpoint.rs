@@ -491,3 +491,45 @@ mod pytorch_weights {
         assert_eq!(p, before);
     }
 }
+
+mod interop {
+    use super::*;
+
+    /// `python_written.safetensors`, written by `fixtures/make_safetensors.py`
+    /// (an independent writer following the documented naming convention),
+    /// loads completely: values, optimizer state, schedule, RNG, epoch.
+    #[test]
+    fn a_checkpoint_written_by_another_implementation_loads() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/python_written.safetensors"
+        );
+        let layout =
+            ParamLayout::from_specs([("w.weight", &[2, 3][..]), ("w.bias", &[2][..])]).unwrap();
+        let bufs = ParamLayout::from_specs([("bn.running_var", &[2][..])]).unwrap();
+        let mut p = Params::new(layout, bufs).unwrap();
+        let st = checkpoint::load(path, &mut p).unwrap();
+        assert_eq!(p.values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.5, -0.5]);
+        assert_eq!(p.buffers, [1.0, 1.0]);
+        let o = st.optim.unwrap();
+        assert_eq!((o.kind.as_str(), o.step), ("adam", 12));
+        assert_eq!(o.vectors[0].0, "exp_avg");
+        assert_eq!(o.vectors[0].1, [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2]);
+        assert_eq!(o.vectors[1].0, "exp_avg_sq");
+        let s = st.schedule.unwrap();
+        assert_eq!((s.step, s.best, s.bad_epochs), (12, Some(0.5), 1));
+        assert_eq!(
+            st.rng,
+            Some(Rng {
+                seed: 7,
+                counter: 1234
+            })
+        );
+        assert_eq!(st.epoch, 3);
+        assert_eq!(st.user["run"], "fuzz");
+        let mut opt = Optim::adam();
+        opt.load_state(o).unwrap();
+        opt.step(&mut p, 0.1).unwrap();
+        assert_eq!(opt.steps(), 13);
+    }
+}
