@@ -16,6 +16,48 @@
 //! parameters" and "freeze the feature extractor" are one rule each.
 //!
 //! This module also holds the toolkit's error type, [`ToolkitError`].
+//!
+//! How the toolkit's pieces fit in a training loop:
+//!
+//! ```
+//! use kiln_runtime::checkpoint::{self, TrainState};
+//! use kiln_runtime::init::{Dist, Init, InitPolicy};
+//! use kiln_runtime::optim::{Optim, Optimizer};
+//! use kiln_runtime::params::{Group, ParamLayout, Params, Role, Select};
+//! use kiln_runtime::schedule::{Decay, Schedule};
+//!
+//! let mut layout = ParamLayout::from_specs([
+//!     ("fc.weight", &[10, 784][..]),
+//!     ("fc.bias", &[10][..]),
+//! ])?;
+//! // Weight decay on weights only.
+//! layout.assign_groups(
+//!     Group::new("decay").weight_decay(5e-4),
+//!     vec![(Select::Role(Role::Bias), Group::new("no_decay"))],
+//! );
+//! let mut params = Params::new(layout, ParamLayout::new())?;
+//! InitPolicy::new(Init::He(Dist::Normal)).apply(&mut params, 42)?;
+//! let mut opt = Optim::momentum(0.9);
+//! let mut sched = Schedule::new(0.1, Decay::Cosine { total: 100 }).with_warmup(5);
+//! for _ in 0..3 {
+//!     params.zero_grads();
+//!     // ... forward and backward write params.grads ...
+//!     opt.step(&mut params, sched.lr())?;
+//!     sched.advance();
+//! }
+//! let path = std::env::temp_dir().join("kiln-doc-example.safetensors");
+//! let state = TrainState {
+//!     optim: Some(opt.state()),
+//!     schedule: Some(sched.state()),
+//!     epoch: 1,
+//!     ..TrainState::default()
+//! };
+//! checkpoint::save(&path, &params, &state)?;
+//! let back = checkpoint::load(&path, &mut params)?;
+//! assert_eq!(back.epoch, 1);
+//! # std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::HashMap;
 use std::ops::Range;
