@@ -183,8 +183,12 @@ fn killed_during_save_leaves_old_checkpoint_loadable() {
         .as_nanos() as u64;
     let mut rng = Rng::new(seed);
     let exe = std::env::current_exe().unwrap();
-    let (mut last_epoch, mut mid_save, kills) = (0u64, 0, 8);
-    for k in 0..kills {
+    // Kill until at least 3 kills landed while a temporary file was being
+    // written (at least 8 kills, at most 40).
+    let (mut last_epoch, mut mid_save, mut kills) = (0u64, 0, 0);
+    while kills < 8 || (mid_save < 3 && kills < 40) {
+        let k = kills;
+        kills += 1;
         let mut child = Command::new(&exe)
             .args([
                 "killed_during_save_leaves_old_checkpoint_loadable",
