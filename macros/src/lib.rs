@@ -48,7 +48,7 @@ fn expand(input: TokenStream2) -> TokenStream2 {
     let parsed = frontend::tokens::parse(input);
     let mut out = errors(&parsed.diagnostics, None);
     let failed = parsed.diagnostics.has_errors();
-    out.extend(types(&parsed.module, failed, Span::call_site()));
+    out.extend(backend(&parsed.module, failed, None, Span::call_site()));
     for stub in &parsed.stubs {
         if let Some(span_ident) = ident(&stub.name.name, loc_span(stub.name.loc, None)) {
             out.extend(stub_type(&span_ident, stub.public));
@@ -79,7 +79,12 @@ fn expand_file(lit: &syn::LitStr) -> TokenStream2 {
     // Makes cargo rebuild the caller when the file changes.
     let mut out = quote_spanned!(span=> const _: &str = ::core::include_str!(#abs););
     out.extend(errors(&diags, Some((&rel, span))));
-    out.extend(types(&module, diags.has_errors(), span));
+    out.extend(backend(
+        &module,
+        diags.has_errors(),
+        Some((&rel, span)),
+        span,
+    ));
     out
 }
 
@@ -112,6 +117,27 @@ fn errors(diags: &Diagnostics, file: Option<(&str, Span)>) -> TokenStream2 {
         out.extend(quote_spanned!(span=> ::core::compile_error!(#msg);));
     }
     out
+}
+
+/// The compiled types of `module` (check, plan, emit), or its errors and
+/// stubs of its types.
+fn backend(
+    module: &Module,
+    failed: bool,
+    file: Option<(&str, Span)>,
+    file_span: Span,
+) -> TokenStream2 {
+    if failed {
+        return types(module, true, file_span);
+    }
+    match kiln_compiler::emit::expand_module(module, file_span) {
+        Ok(tokens) => tokens,
+        Err(diags) => {
+            let mut out = errors(&diags, file);
+            out.extend(types(module, true, file_span));
+            out
+        }
+    }
 }
 
 /// A network name as an identifier, if it is one.
