@@ -5,6 +5,7 @@
 //! then [`verify`] after every stage.
 
 pub mod infer_shapes;
+pub mod plan_memory;
 pub mod verify;
 
 pub use infer_shapes::infer_shapes;
