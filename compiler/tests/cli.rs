@@ -119,6 +119,11 @@ fn valid_model_and_summary_json() {
     let (rc, stdout, _) = kilnc(&["check", "../models/lenet5.yaml"]);
     assert_eq!(rc, 0);
     assert!(stdout.contains("`LeNet5` is valid"), "{stdout}");
+    // Several files: each is reported, and one bad file fails the run.
+    let (rc, stdout, stderr) = kilnc(&["check", "../models/vgg11.yaml", "tests/errors/cycle.yaml"]);
+    assert_eq!(rc, 1);
+    assert!(stdout.contains("`Vgg11` is valid"), "{stdout}");
+    assert!(stderr.contains("error[K0102]"), "{stderr}");
 
     let (rc, stdout, stderr) = kilnc(&["summary", "../models/lenet5.yaml", "--format", "json"]);
     assert_eq!(rc, 0, "{stderr}");

@@ -11,10 +11,7 @@ use kiln_models::ZOO;
 
 /// Parses and checks the zoo model `name`; panics with the rendered errors if it fails.
 fn summary(name: &str) -> Summary {
-    let model = ZOO
-        .iter()
-        .find(|m| m.name == name)
-        .unwrap_or_else(|| panic!("`{name}` is not in the zoo"));
+    let model = kiln_models::model(name).unwrap_or_else(|| panic!("`{name}` is not in the zoo"));
     let file = format!("models/{name}.yaml");
     let module = parse_yaml(model.yaml)
         .unwrap_or_else(|d| panic!("{}", kiln_compiler::render::render(&file, model.yaml, &d)));
@@ -36,6 +33,8 @@ fn check(name: &str, params: u64, macs: Option<u64>) {
 #[test]
 fn every_model_checks() {
     assert_eq!(ZOO.len(), 18);
+    assert!(kiln_models::model("resnet18").is_some());
+    assert!(kiln_models::model("resnet19").is_none());
     for m in ZOO {
         let s = summary(m.name);
         assert!(s.total_params > 0, "{}", m.name);

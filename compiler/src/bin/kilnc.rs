@@ -1,6 +1,6 @@
 //! `kilnc`: check, summarize and inspect kiln networks from the shell.
 //!
-//! `kilnc check FILE` exits 0 when the model is valid and 1 with located
+//! `kilnc check FILE...` exits 0 when every model is valid and 1 with located
 //! errors (`file:line:col`, the source line, a caret, the message) when it
 //! is not; usage errors and unreadable files exit 2. `kilnc summary FILE
 //! [--format json]` prints per-layer output shapes, parameters and
@@ -29,10 +29,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Checks a model file: exit 0 if valid, 1 with located errors if not.
+    /// Checks model files: exit 0 if all are valid, 1 with located errors if not.
     Check {
-        /// The model file (YAML).
-        file: PathBuf,
+        /// The model files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Prints each layer's output shape, parameters and multiply-adds.
     Summary {
@@ -95,22 +96,27 @@ fn main() -> ExitCode {
 /// Runs one command.
 fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check { file } => match load(&file) {
-            Ok(nets) => {
-                for n in &nets {
-                    println!(
-                        "{}: network `{}` is valid ({} layers, {} parameters)",
-                        file.display(),
-                        n.name,
-                        n.summary.layers.len(),
-                        n.summary.total_params
-                    );
+        Command::Check { files } => {
+            let mut worst = 0u8;
+            for file in &files {
+                match load(file) {
+                    Ok(nets) => {
+                        for n in &nets {
+                            println!(
+                                "{}: network `{}` is valid ({} layers, {} parameters)",
+                                file.display(),
+                                n.name,
+                                n.summary.layers.len(),
+                                n.summary.total_params
+                            );
+                        }
+                    }
+                    Err(code) => worst = worst.max(code),
                 }
-                ExitCode::SUCCESS
             }
-            Err(code) => code,
-        },
-        Command::Summary { file, format } => match load(&file) {
+            ExitCode::from(worst)
+        }
+        Command::Summary { file, format } => match load(&file).map_err(ExitCode::from) {
             Ok(nets) => {
                 for n in &nets {
                     match format {
@@ -122,7 +128,7 @@ fn run(cli: Cli) -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Graph { file, format } => match load(&file) {
+        Command::Graph { file, format } => match load(&file).map_err(ExitCode::from) {
             Ok(nets) => {
                 for n in &nets {
                     match format {
@@ -157,19 +163,19 @@ fn run(cli: Cli) -> ExitCode {
 }
 
 /// Reads, parses and checks a model file; on failure prints the located
-/// diagnostics and returns the exit code (1 for model errors, 2 for I/O).
-fn load(path: &Path) -> Result<Vec<CheckedNetwork>, ExitCode> {
+/// diagnostics and returns the exit status (1 for model errors, 2 for I/O).
+fn load(path: &Path) -> Result<Vec<CheckedNetwork>, u8> {
     let source = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("kilnc: cannot read {}: {e}", path.display());
-            return Err(ExitCode::from(2));
+            return Err(2);
         }
     };
     let name = path.display().to_string();
     let report = |diags: &Diagnostics| {
         eprint!("{}", render::render(&name, &source, diags));
-        ExitCode::from(1)
+        1
     };
     let module = frontend::parse_yaml(&source).map_err(|d| report(&d))?;
     kiln_compiler::check(&module).map_err(|d| report(&d))
