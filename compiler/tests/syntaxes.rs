@@ -69,3 +69,31 @@ fn resnet18() {
         "resnet18",
     );
 }
+
+#[test]
+fn densenet121() {
+    check(
+        quote! {
+            block dense_layer(x, growth = 32, bn_size = 4) {
+                let new = x.batch_norm().relu().conv2d(bn_size * growth, k = 1, bias = false)
+                           .batch_norm().relu().conv2d(growth, k = 3, p = 1, bias = false);
+                concat(x, new)
+            }
+            block dense_block(x, n) {
+                x.repeat(n, |y| y.dense_layer())
+            }
+            block transition(x) {
+                x.batch_norm().relu().conv2d(x.channels() / 2, k = 1, bias = false).avg_pool2d(2)
+            }
+            pub network DenseNet121(x: [3, 224, 224]) -> logits: [1000] {
+                x.conv2d(64, k = 7, s = 2, p = 3, bias = false).batch_norm().relu()
+                 .max_pool2d(k = 3, s = 2, p = 1)
+                 .dense_block(6).transition().dense_block(12).transition()
+                 .dense_block(24).transition().dense_block(16)
+                 .batch_norm().relu().global_avg_pool().linear(1000)
+            }
+            loss cross_entropy;
+        },
+        "densenet121",
+    );
+}
