@@ -1,8 +1,9 @@
 //! Passes over the IR, one file each, each a function from a graph to a
 //! graph (or to collected diagnostics).
 //!
-//! In pipeline order: [`infer_shapes`] (every value gets a static shape),
-//! then [`verify`] after every stage.
+//! In pipeline order: [`infer_shapes()`] (every value gets a static shape),
+//! [`verify()`] after every stage, and [`plan_memory`] (buffer offsets in
+//! one arena) when a plan is built.
 
 pub mod infer_shapes;
 pub mod plan_memory;
