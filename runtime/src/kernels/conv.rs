@@ -6,7 +6,9 @@
 //! group:
 //!
 //! - forward: `y_g = W_g · col(x_g)`, with the [`ConvEpilogue`] list (bias per
-//!   channel, scale, activation, residual) fused into the GEMM's epilogue;
+//!   channel, scale, activation, residual) fused into the GEMM's epilogue; the
+//!   weights are packed once per call and the column matrix is never stored:
+//!   the GEMM packs its panels straight from the input (an implicit im2col);
 //! - backward-data: `col(dx_g) = W_gᵀ · dy_g`, then `col2im` adds the columns
 //!   back into `dx`;
 //! - backward-weight: `dW_g = Σ_n dy_g · col(x_g)ᵀ`, images in order;
@@ -31,8 +33,8 @@
 use super::conv_direct::{self, DirectShape};
 use super::dispatch::Kernels;
 use super::gemm::{
-    Epilogue, Gemm, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
-    sgemm_packed_serial_with, sgemm_serial_with,
+    Epilogue, Gemm, PackB, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
+    sgemm_packed_custom_serial_with, sgemm_packed_serial_with, sgemm_serial_with,
 };
 use crate::activation::Activation;
 
@@ -479,6 +481,66 @@ fn col2im(g: &Conv2dGeometry, col: &[f32], grp: usize, dx: &mut [f32]) {
     }
 }
 
+/// The column matrix of one image and group, never stored: it packs its
+/// GEMM panels straight from the input (an implicit im2col), one cache block
+/// at a time, copying runs of consecutive output positions.
+struct Im2colB<'a> {
+    g: &'a Conv2dGeometry,
+    /// One image.
+    x: &'a [f32],
+    grp: usize,
+}
+
+impl PackB for Im2colB<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        let g = self.g;
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let cig = g.c_in / g.groups;
+        let taps = g.kh * g.kw;
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            for p in 0..kb {
+                let row = pc + p;
+                let (cl, r, s) = (row / taps, (row / g.kw) % g.kh, row % g.kw);
+                let xc = &self.x
+                    [(self.grp * cig + cl) * g.h * g.w..(self.grp * cig + cl + 1) * g.h * g.w];
+                let (lo, hi) = valid_range(ow, g.w, g.stride[1], s * g.dilation[1], g.pad[1]);
+                let d = &mut dst[p * nr..(p + 1) * nr];
+                d[nw..].fill(0.0);
+                // Walk the panel's positions one output row at a time.
+                let mut o = 0;
+                while o < nw {
+                    let j = jc + jr + o;
+                    let (oy, ox0) = (j / ow, j % ow);
+                    let run = (ow - ox0).min(nw - o);
+                    let seg = &mut d[o..o + run];
+                    o += run;
+                    let iy = (oy * g.stride[0] + r * g.dilation[0]) as isize - g.pad[0] as isize;
+                    debug_assert!(oy < oh);
+                    let (a, b) = (lo.max(ox0), hi.min(ox0 + run));
+                    if iy < 0 || iy >= g.h as isize || a >= b {
+                        seg.fill(0.0);
+                        continue;
+                    }
+                    let src = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    seg[..a - ox0].fill(0.0);
+                    seg[b - ox0..].fill(0.0);
+                    let ix0 = a * g.stride[1] + s * g.dilation[1] - g.pad[1];
+                    let valid = &mut seg[a - ox0..b - ox0];
+                    if g.stride[1] == 1 {
+                        valid.copy_from_slice(&src[ix0..ix0 + (b - a)]);
+                    } else {
+                        for (k, v) in valid.iter_mut().enumerate() {
+                            *v = src[ix0 + k * g.stride[1]];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The output columns `lo .. hi` whose input column `o·stride + offset − pad`
 /// lies inside `0 .. w`.
 fn valid_range(ow: usize, w: usize, stride: usize, offset: usize, pad: usize) -> (usize, usize) {
@@ -550,6 +612,25 @@ impl Mm<'_> {
             (Mm::Threaded, GemmA::Plain(a)) => super::gemm::sgemm_with(kern, g, a, b, c, e),
             #[cfg(feature = "std")]
             (Mm::Threaded, GemmA::Packed(a)) => super::gemm::sgemm_packed_with(kern, g, a, b, c, e),
+        }
+    }
+}
+
+impl Mm<'_> {
+    /// A product with packed weights and a self-packing B.
+    fn run_custom(
+        &mut self,
+        kern: &Kernels,
+        g: &Gemm,
+        packed_a: &[f32],
+        b: &dyn PackB,
+        c: &mut [f32],
+        e: &[Epilogue<'_>],
+    ) {
+        match self {
+            Mm::Serial(s) => sgemm_packed_custom_serial_with(kern, g, packed_a, b, c, e, s),
+            #[cfg(feature = "std")]
+            Mm::Threaded => super::gemm::sgemm_packed_custom_with(kern, g, packed_a, b, c, e),
         }
     }
 }
@@ -628,12 +709,20 @@ fn col_len(g: &Conv2dGeometry) -> usize {
     }
 }
 
+/// Floats of the explicit column matrix the forward pass needs: none when
+/// it packs the column matrix implicitly (whenever it packs the weights).
+fn forward_col_len(g: &Conv2dGeometry) -> usize {
+    if packs_weights(g) { 0 } else { col_len(g) }
+}
+
 /// The scratch length (floats) of [`conv2d_forward_serial`].
 pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
     if uses_direct(kern, g) {
         return direct_scratch_len(g);
     }
-    packed_weights_len(kern, g, false) + col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g))
+    packed_weights_len(kern, g, false)
+        + forward_col_len(g)
+        + gemm_scratch_len_with(kern, &image_gemm(g))
 }
 
 /// The scratch length (floats) of [`conv2d_backward_data_serial`] and
@@ -667,20 +756,17 @@ fn forward_image(
     for grp in 0..g.groups {
         let mut steps = [Epilogue::Scale(1.0); MAX_EPILOGUE];
         let used = gemm_epilogue(g, epilogue, img, grp, &mut steps);
-        let b: &[f32] = if g.is_plain_product() {
-            &x[grp * cig * hw..(grp + 1) * cig * hw]
+        let yg = &mut y[grp * cog * plane..(grp + 1) * cog * plane];
+        if g.is_plain_product() {
+            let b = &x[grp * cig * hw..(grp + 1) * cig * hw];
+            mm.run(kern, &gm, w.group(grp), b, yg, &steps[..used]);
+        } else if let GemmA::Packed(pa) = w.group(grp) {
+            let b = Im2colB { g, x, grp };
+            mm.run_custom(kern, &gm, pa, &b, yg, &steps[..used]);
         } else {
             im2col(g, x, grp, col);
-            col
-        };
-        mm.run(
-            kern,
-            &gm,
-            w.group(grp),
-            b,
-            &mut y[grp * cog * plane..(grp + 1) * cog * plane],
-            &steps[..used],
-        );
+            mm.run(kern, &gm, w.group(grp), col, yg, &steps[..used]);
+        }
     }
 }
 
@@ -791,7 +877,7 @@ pub fn conv2d_forward_serial(
     }
     let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, false));
     let wts = prepare_weights(kern, g, w, false, pw);
-    let (col, pack) = rest.split_at_mut(col_len(g));
+    let (col, pack) = rest.split_at_mut(forward_col_len(g));
     let mut mm = Mm::Serial(pack);
     for img in 0..g.n {
         let xi = &x[img * in_img..(img + 1) * in_img];
@@ -835,18 +921,18 @@ pub fn conv2d_forward(
     with_scratch(Slot::Weights, packed_weights_len(kern, g, false), |pw| {
         let wts = prepare_weights(kern, g, w, false, pw);
         if g.n > 1 && worth_parallel(work) {
-            let len = col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g));
+            let len = forward_col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g));
             for_each_chunk_mut(y, out_img, work, |img, yi| {
                 let xi = &x[img * in_img..(img + 1) * in_img];
                 with_scratch(Slot::Conv, len, |scratch| {
-                    let (col, pack) = scratch.split_at_mut(col_len(g));
+                    let (col, pack) = scratch.split_at_mut(forward_col_len(g));
                     let mut mm = Mm::Serial(pack);
                     forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut mm);
                 });
             });
             return;
         }
-        with_scratch(Slot::Conv, col_len(g), |col| {
+        with_scratch(Slot::Conv, forward_col_len(g), |col| {
             for img in 0..g.n {
                 let xi = &x[img * in_img..(img + 1) * in_img];
                 let yi = &mut y[img * out_img..(img + 1) * out_img];
