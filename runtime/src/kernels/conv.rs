@@ -33,8 +33,8 @@
 use super::conv_direct::{self, DirectShape};
 use super::dispatch::Kernels;
 use super::gemm::{
-    Epilogue, Gemm, PackB, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
-    sgemm_packed_custom_serial_with, sgemm_packed_serial_with, sgemm_serial_with,
+    AOperand, Epilogue, Gemm, PackB, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
+    sgemm_custom_serial_with, sgemm_packed_serial_with, sgemm_serial_with,
 };
 use crate::activation::Activation;
 
@@ -483,50 +483,50 @@ fn col2im(g: &Conv2dGeometry, col: &[f32], grp: usize, dx: &mut [f32]) {
 
 /// The column matrix of one image and group, never stored: it packs its
 /// GEMM panels straight from the input (an implicit im2col), one cache block
-/// at a time, copying runs of consecutive output positions.
+/// at a time, copying runs of consecutive output positions. As the forward
+/// pass's B its rows are taps and its columns positions; `transposed` (the
+/// weight gradient's `colᵀ`) swaps them.
 struct Im2colB<'a> {
     g: &'a Conv2dGeometry,
     /// One image.
     x: &'a [f32],
     grp: usize,
+    transposed: bool,
 }
 
-impl PackB for Im2colB<'_> {
-    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+impl Im2colB<'_> {
+    /// Writes the column-matrix values of tap `tap` at output positions
+    /// `pos0 .. pos0 + len` to `out[0]`, `out[stride]`, `out[2·stride]`, …
+    fn gather(&self, tap: usize, pos0: usize, len: usize, out: &mut [f32], stride: usize) {
         let g = self.g;
-        let (oh, ow) = (g.out_h(), g.out_w());
+        let ow = g.out_w();
         let cig = g.c_in / g.groups;
         let taps = g.kh * g.kw;
-        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
-            let nw = nr.min(nb - jr);
-            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
-            for p in 0..kb {
-                let row = pc + p;
-                let (cl, r, s) = (row / taps, (row / g.kw) % g.kh, row % g.kw);
-                let xc = &self.x
-                    [(self.grp * cig + cl) * g.h * g.w..(self.grp * cig + cl + 1) * g.h * g.w];
-                let (lo, hi) = valid_range(ow, g.w, g.stride[1], s * g.dilation[1], g.pad[1]);
-                let d = &mut dst[p * nr..(p + 1) * nr];
-                d[nw..].fill(0.0);
-                // Walk the panel's positions one output row at a time.
-                let mut o = 0;
-                while o < nw {
-                    let j = jc + jr + o;
-                    let (oy, ox0) = (j / ow, j % ow);
-                    let run = (ow - ox0).min(nw - o);
-                    let seg = &mut d[o..o + run];
-                    o += run;
-                    let iy = (oy * g.stride[0] + r * g.dilation[0]) as isize - g.pad[0] as isize;
-                    debug_assert!(oy < oh);
-                    let (a, b) = (lo.max(ox0), hi.min(ox0 + run));
-                    if iy < 0 || iy >= g.h as isize || a >= b {
-                        seg.fill(0.0);
-                        continue;
-                    }
-                    let src = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
+        let (cl, r, s) = (tap / taps, (tap / g.kw) % g.kh, tap % g.kw);
+        let plane = g.h * g.w;
+        let xc = &self.x[(self.grp * cig + cl) * plane..(self.grp * cig + cl + 1) * plane];
+        let (lo, hi) = valid_range(ow, g.w, g.stride[1], s * g.dilation[1], g.pad[1]);
+        // Walk the positions one output row at a time.
+        let mut o = 0;
+        while o < len {
+            let j = pos0 + o;
+            let (oy, ox0) = (j / ow, j % ow);
+            let run = (ow - ox0).min(len - o);
+            let iy = (oy * g.stride[0] + r * g.dilation[0]) as isize - g.pad[0] as isize;
+            let (a, b) = (lo.max(ox0), hi.min(ox0 + run));
+            let src: &[f32] = if iy < 0 || iy >= g.h as isize || a >= b {
+                &[]
+            } else {
+                &xc[iy as usize * g.w..(iy as usize + 1) * g.w]
+            };
+            let ix0 = (a * g.stride[1] + s * g.dilation[1]).wrapping_sub(g.pad[1]);
+            if stride == 1 {
+                let seg = &mut out[o..o + run];
+                if src.is_empty() {
+                    seg.fill(0.0);
+                } else {
                     seg[..a - ox0].fill(0.0);
                     seg[b - ox0..].fill(0.0);
-                    let ix0 = a * g.stride[1] + s * g.dilation[1] - g.pad[1];
                     let valid = &mut seg[a - ox0..b - ox0];
                     if g.stride[1] == 1 {
                         valid.copy_from_slice(&src[ix0..ix0 + (b - a)]);
@@ -535,6 +535,41 @@ impl PackB for Im2colB<'_> {
                             *v = src[ix0 + k * g.stride[1]];
                         }
                     }
+                }
+            } else {
+                for q in 0..run {
+                    let ox = ox0 + q;
+                    out[(o + q) * stride] = if src.is_empty() || ox < a || ox >= b {
+                        0.0
+                    } else {
+                        src[ix0 + (ox - a) * g.stride[1]]
+                    };
+                }
+            }
+            o += run;
+        }
+    }
+}
+
+impl PackB for Im2colB<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            if !self.transposed {
+                // Row p of the panel: tap pc + p at positions jc + jr ...
+                for p in 0..kb {
+                    let d = &mut dst[p * nr..(p + 1) * nr];
+                    d[nw..].fill(0.0);
+                    self.gather(pc + p, jc + jr, nw, d, 1);
+                }
+            } else {
+                // Column q of the panel: tap jc + jr + q at positions pc ...
+                if nw < nr {
+                    dst.fill(0.0);
+                }
+                for q in 0..nw {
+                    self.gather(jc + jr + q, pc, kb, &mut dst[q..], nr);
                 }
             }
         }
@@ -617,20 +652,20 @@ impl Mm<'_> {
 }
 
 impl Mm<'_> {
-    /// A product with packed weights and a self-packing B.
+    /// A product with a self-packing B.
     fn run_custom(
         &mut self,
         kern: &Kernels,
         g: &Gemm,
-        packed_a: &[f32],
+        a: AOperand<'_>,
         b: &dyn PackB,
         c: &mut [f32],
         e: &[Epilogue<'_>],
     ) {
         match self {
-            Mm::Serial(s) => sgemm_packed_custom_serial_with(kern, g, packed_a, b, c, e, s),
+            Mm::Serial(s) => sgemm_custom_serial_with(kern, g, a, b, c, e, s),
             #[cfg(feature = "std")]
-            Mm::Threaded => super::gemm::sgemm_packed_custom_with(kern, g, packed_a, b, c, e),
+            Mm::Threaded => super::gemm::sgemm_custom_with(kern, g, a, b, c, e),
         }
     }
 }
@@ -761,8 +796,13 @@ fn forward_image(
             let b = &x[grp * cig * hw..(grp + 1) * cig * hw];
             mm.run(kern, &gm, w.group(grp), b, yg, &steps[..used]);
         } else if let GemmA::Packed(pa) = w.group(grp) {
-            let b = Im2colB { g, x, grp };
-            mm.run_custom(kern, &gm, pa, &b, yg, &steps[..used]);
+            let b = Im2colB {
+                g,
+                x,
+                grp,
+                transposed: false,
+            };
+            mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &steps[..used]);
         } else {
             im2col(g, x, grp, col);
             mm.run(kern, &gm, w.group(grp), col, yg, &steps[..used]);
@@ -1089,22 +1129,25 @@ fn backward_weight_images(
         for grp in 0..g.groups {
             let dyg =
                 &dy[img * out_img + grp * cog * plane..img * out_img + (grp + 1) * cog * plane];
-            let b: &[f32] = if g.is_plain_product() {
-                &xi[grp * cig * hw..(grp + 1) * cig * hw]
-            } else {
-                im2col(g, xi, grp, col);
-                col
-            };
-            // op(B) = colᵀ: the column matrix is stored k × plane.
+            // op(B) = colᵀ: the column matrix is k × plane.
             let gm = Gemm::new(cog, k, plane).transpose_b().scaled(1.0, beta);
-            mm.run(
-                kern,
-                &gm,
-                GemmA::Plain(dyg),
-                b,
-                &mut dw[grp * cog * k..(grp + 1) * cog * k],
-                &[],
-            );
+            let dwg = &mut dw[grp * cog * k..(grp + 1) * cog * k];
+            if g.is_plain_product() {
+                let b = &xi[grp * cig * hw..(grp + 1) * cig * hw];
+                mm.run(kern, &gm, GemmA::Plain(dyg), b, dwg, &[]);
+            } else if cog > 1 {
+                let b = Im2colB {
+                    g,
+                    x: xi,
+                    grp,
+                    transposed: true,
+                };
+                mm.run_custom(kern, &gm, AOperand::Plain(dyg), &b, dwg, &[]);
+            } else {
+                // One output channel: the matrix-vector path needs B stored.
+                im2col(g, xi, grp, col);
+                mm.run(kern, &gm, GemmA::Plain(dyg), col, dwg, &[]);
+            }
         }
     }
 }

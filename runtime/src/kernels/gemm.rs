@@ -238,6 +238,14 @@ impl Gemm {
         self.check(None, b, c, epilogue);
     }
 
+    /// As [`Gemm::check`] for a self-packing B and either form of A.
+    fn check_operand(&self, kern: &Kernels, a: AOperand<'_>, c: &[f32], epilogue: &[Epilogue<'_>]) {
+        match a {
+            AOperand::Plain(a) => self.check(Some(a), None, c, epilogue),
+            AOperand::Packed(p) => self.check_packed(kern, p, None, c, epilogue),
+        }
+    }
+
     fn a_rows(&self) -> usize {
         if self.trans_a { self.k } else { self.m }
     }
@@ -496,10 +504,13 @@ pub fn pack_a(kern: &Kernels, g: &Gemm, a: &[f32], out: &mut [f32]) {
     }
 }
 
-/// The A operand of the blocked product: as stored, or packed in advance.
-#[derive(Clone, Copy)]
-enum AOperand<'a> {
+/// The A operand of a GEMM: as stored (with the call's transpose and
+/// stride), or packed in advance by [`pack_a`].
+#[derive(Debug, Clone, Copy)]
+pub enum AOperand<'a> {
+    /// A as stored.
     Plain(&'a [f32]),
+    /// `α·op(A)` packed by [`pack_a`] for the same variant and shape.
     Packed(&'a [f32]),
 }
 
@@ -520,56 +531,58 @@ enum BOperand<'a> {
     Custom(&'a dyn PackB),
 }
 
-/// `C = epilogue(α·op(A)·B + β·C)` on the calling thread, with A packed by
-/// [`pack_a`] and B produced block by block by `b` (whose `op(B)` is the
-/// `k × n` matrix of `g`). Allocation-free; `scratch` as [`gemm_scratch_len`].
+/// `C = epilogue(α·op(A)·B + β·C)` on the calling thread, with B produced
+/// block by block by `b` (its `op(B)` is the `k × n` matrix of `g`).
+/// Allocation-free; `scratch` as [`gemm_scratch_len`].
 ///
 /// # Panics
 ///
 /// If a buffer is shorter than the shape requires (a caller bug).
-pub fn sgemm_packed_custom_serial_with(
+pub fn sgemm_custom_serial_with(
     kern: &Kernels,
     g: &Gemm,
-    packed_a: &[f32],
+    a: AOperand<'_>,
     b: &dyn PackB,
     c: &mut [f32],
     epilogue: &[Epilogue<'_>],
     scratch: &mut [f32],
 ) {
-    g.check_packed(kern, packed_a, None, c, epilogue);
+    g.check_operand(kern, a, c, epilogue);
     assert!(
         scratch.len() >= gemm_scratch_len_with(kern, g),
         "gemm: scratch has {} floats, needs {}",
         scratch.len(),
         gemm_scratch_len_with(kern, g)
     );
-    let (a, b) = (AOperand::Packed(packed_a), BOperand::Custom(b));
-    gemm_rows(kern, g, a, b, c, 0, g.m, epilogue, scratch);
+    gemm_rows(
+        kern,
+        g,
+        a,
+        BOperand::Custom(b),
+        c,
+        0,
+        g.m,
+        epilogue,
+        scratch,
+    );
 }
 
-/// [`sgemm_packed_custom_serial_with`] over the thread pool.
+/// [`sgemm_custom_serial_with`] over the thread pool.
 ///
 /// # Panics
 ///
 /// If a buffer is shorter than the shape requires (a caller bug).
 #[cfg(feature = "std")]
-pub fn sgemm_packed_custom_with(
+pub fn sgemm_custom_with(
     kern: &Kernels,
     g: &Gemm,
-    packed_a: &[f32],
+    a: AOperand<'_>,
     b: &dyn PackB,
     c: &mut [f32],
     epilogue: &[Epilogue<'_>],
 ) {
-    g.check_packed(kern, packed_a, None, c, epilogue);
-    sgemm_threaded(
-        kern,
-        g,
-        AOperand::Packed(packed_a),
-        BOperand::Custom(b),
-        c,
-        epilogue,
-    );
+    g.check_operand(kern, a, c, epilogue);
+    sgemm_threaded(kern, g, a, BOperand::Custom(b), c, epilogue);
 }
 
 /// Which thread-local buffer [`with_scratch`] lends: GEMM packing and the
@@ -799,7 +812,7 @@ fn gemv(
         }
         return true;
     }
-    if g.n == 1 && g.trans_a && (g.trans_b || g.ldb == 1 || k <= 1) && (g.ldc == 1 || rows == 1) {
+    if g.n == 1 && g.trans_a && (g.trans_b || g.ldb == 1 || k <= 1) && (g.ldc == 1 || g.m == 1) {
         // C = α·Aᵀ·b with A stored k × m: add scaled rows of A in order of p.
         let col = &mut c[..rows];
         let old_scale = g.beta;
