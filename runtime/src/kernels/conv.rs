@@ -744,10 +744,92 @@ fn col_len(g: &Conv2dGeometry) -> usize {
     }
 }
 
-/// Floats of the explicit column matrix the forward pass needs: none when
-/// it packs the column matrix implicitly (whenever it packs the weights).
+/// Whether the forward pass takes the shifted path: stride 1 and a real
+/// window (see [`ShiftedB`]), weights packed.
+fn uses_shifted(g: &Conv2dGeometry) -> bool {
+    g.stride == [1, 1] && !g.is_plain_product() && packs_weights(g)
+}
+
+/// The GEMM of one image and group of the forward pass: over the output
+/// positions, or over the extended positions on the shifted path.
+fn forward_gemm(g: &Conv2dGeometry) -> Gemm {
+    if uses_shifted(g) {
+        let (_, wp) = padded_dims(g);
+        Gemm::new(g.c_out / g.groups, g.out_h() * wp, g.col_rows())
+    } else {
+        image_gemm(g)
+    }
+}
+
+/// The padded input's height and width.
+fn padded_dims(g: &Conv2dGeometry) -> (usize, usize) {
+    (g.h + g.pad[0] + g.pad[2], g.w + g.pad[1] + g.pad[3])
+}
+
+/// Floats of one image's padded input plus the zero tail the last shifted
+/// panel may read.
+fn shifted_input_len(g: &Conv2dGeometry) -> usize {
+    let (hp, wp) = padded_dims(g);
+    g.c_in * hp * wp + (g.kw - 1) * g.dilation[1] + 64
+}
+
+/// Copies one image into the zero-padded planes `xp` (and zeroes the tail).
+fn pad_input(g: &Conv2dGeometry, x: &[f32], xp: &mut [f32]) {
+    let (hp, wp) = padded_dims(g);
+    xp.fill(0.0);
+    for c in 0..g.c_in {
+        for iy in 0..g.h {
+            let dst = (c * hp + iy + g.pad[0]) * wp + g.pad[1];
+            xp[dst..dst + g.w].copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+        }
+    }
+}
+
+/// The column matrix of a stride-1 convolution over the *extended*
+/// positions `p = oy·Wp + ox` (`ox < Wp`) of the padded input: tap
+/// `(c, r, s)` reads `xp[c·Hp·Wp + r·dh·Wp + s·dw + p]`, so each row of a
+/// packed panel is one contiguous copy. Positions with `ox ≥ out_w` are
+/// computed and dropped when the result is stored.
+struct ShiftedB<'a> {
+    /// The group's padded input planes (and the tail).
+    x: &'a [f32],
+    plane: usize,
+    wp: usize,
+    g: &'a Conv2dGeometry,
+}
+
+impl PackB for ShiftedB<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        let g = self.g;
+        let taps = g.kh * g.kw;
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            for p in 0..kb {
+                let tap = pc + p;
+                let (cl, r, s) = (tap / taps, (tap / g.kw) % g.kh, tap % g.kw);
+                let at =
+                    cl * self.plane + r * g.dilation[0] * self.wp + s * g.dilation[1] + jc + jr;
+                let d = &mut dst[p * nr..(p + 1) * nr];
+                d[..nw].copy_from_slice(&self.x[at..at + nw]);
+                d[nw..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Floats of the column matrix (or padded input and extended output) the
+/// forward pass keeps in scratch: the shifted path's buffers, nothing when
+/// it packs the column matrix implicitly, else the explicit column matrix.
 fn forward_col_len(g: &Conv2dGeometry) -> usize {
-    if packs_weights(g) { 0 } else { col_len(g) }
+    if uses_shifted(g) {
+        let (_, wp) = padded_dims(g);
+        shifted_input_len(g) + (g.c_out / g.groups) * g.out_h() * wp
+    } else if packs_weights(g) {
+        0
+    } else {
+        col_len(g)
+    }
 }
 
 /// The scratch length (floats) of [`conv2d_forward_serial`].
@@ -757,7 +839,7 @@ pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
     }
     packed_weights_len(kern, g, false)
         + forward_col_len(g)
-        + gemm_scratch_len_with(kern, &image_gemm(g))
+        + gemm_scratch_len_with(kern, &forward_gemm(g))
 }
 
 /// The scratch length (floats) of [`conv2d_backward_data_serial`] and
@@ -788,6 +870,30 @@ fn forward_image(
     let gm = image_gemm(g);
     let hw = g.h * g.w;
     let cig = g.c_in / g.groups;
+    if uses_shifted(g) {
+        // Stride 1: every tap's row of the column matrix is a shifted slice
+        // of the padded input, over the extended positions oy·Wp + ox.
+        let (hp, wp) = padded_dims(g);
+        let (xp, yext) = col.split_at_mut(shifted_input_len(g));
+        pad_input(g, x, xp);
+        let n_ext = g.out_h() * wp;
+        let gm = forward_gemm(g);
+        for grp in 0..g.groups {
+            let GemmA::Packed(pa) = w.group(grp) else {
+                unreachable!("forward_image: the shifted path packs its weights")
+            };
+            let b = ShiftedB {
+                x: &xp[grp * cig * hp * wp..],
+                plane: hp * wp,
+                wp,
+                g,
+            };
+            let yg = &mut yext[..cog * n_ext];
+            mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &[]);
+            store_extended(g, yg, n_ext, wp, y, epilogue, img, grp * cog, cog);
+        }
+        return;
+    }
     for grp in 0..g.groups {
         let mut steps = [Epilogue::Scale(1.0); MAX_EPILOGUE];
         let used = gemm_epilogue(g, epilogue, img, grp, &mut steps);
@@ -830,8 +936,6 @@ fn forward_direct_image(
         )
     };
     let s = direct_shape(g);
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let plane = oh * ow;
     let padded = s.c_in * s.hp * s.wp + conv_direct::tail_len(&s);
     let (xp, rest) = scratch.split_at_mut(padded);
     let yext = &mut rest[..s.c_out * s.ext];
@@ -846,10 +950,31 @@ fn forward_direct_image(
     // (padded input plus tail, OIHW weight, c_out extended planes), c_out is
     // at most 16 (uses_direct), and the table checked the CPU's features.
     unsafe { direct(&s, xp, w, yext) };
-    for co in 0..g.c_out {
+    store_extended(g, yext, s.ext, s.wp, y, epilogue, img, 0, g.c_out);
+}
+
+/// Copies channels `co0 .. co0 + count` of an extended output (`yext`, one
+/// plane of `stride` floats per channel, rows `wp` apart) into their place in
+/// one image's `y`, dropping the columns past `out_w`, and applies the
+/// epilogue per channel.
+fn store_extended(
+    g: &Conv2dGeometry,
+    yext: &[f32],
+    stride: usize,
+    wp: usize,
+    y: &mut [f32],
+    epilogue: &[ConvEpilogue<'_>],
+    img: usize,
+    co0: usize,
+    count: usize,
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let plane = oh * ow;
+    for q in 0..count {
+        let co = co0 + q;
         let yc = &mut y[co * plane..(co + 1) * plane];
         for oy in 0..oh {
-            let src = &yext[co * s.ext + oy * s.wp..co * s.ext + oy * s.wp + ow];
+            let src = &yext[q * stride + oy * wp..q * stride + oy * wp + ow];
             yc[oy * ow..(oy + 1) * ow].copy_from_slice(src);
         }
         for e in epilogue {
@@ -961,7 +1086,7 @@ pub fn conv2d_forward(
     with_scratch(Slot::Weights, packed_weights_len(kern, g, false), |pw| {
         let wts = prepare_weights(kern, g, w, false, pw);
         if g.n > 1 && worth_parallel(work) {
-            let len = forward_col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g));
+            let len = forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g));
             for_each_chunk_mut(y, out_img, work, |img, yi| {
                 let xi = &x[img * in_img..(img + 1) * in_img];
                 with_scratch(Slot::Conv, len, |scratch| {
