@@ -45,12 +45,20 @@ fn check_activation(act: Activation, x: &[f32], dy: &[f32]) {
     let mut inplace = x.to_vec();
     fast::activation_forward_in_place(act, &mut inplace);
     assert_bits_eq(&format!("{what} in place"), &inplace, &got);
+    let scalar: Vec<f32> = x.iter().map(|&v| act.apply_fast(v)).collect();
+    assert_bits_eq(&format!("{what} apply_fast (for epilogues)"), &scalar, &got);
 
     let mut want_dx = vec![0.0; x.len()];
     reference::activation_backward(act, x, dy, &mut want_dx);
     let mut got_dx = vec![0.0; x.len()];
     fast::activation_backward(act, x, dy, &mut got_dx);
     assert_close(&format!("{what} backward"), &got_dx, &want_dx, RTOL, ATOL);
+    let scalar: Vec<f32> = x
+        .iter()
+        .zip(dy)
+        .map(|(&v, &g)| act.backward_fast(v, g))
+        .collect();
+    assert_bits_eq(&format!("{what} backward_fast"), &scalar, &got_dx);
 }
 
 /// Checks PReLU's kernel against the reference, forward and backward.
