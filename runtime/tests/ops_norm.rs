@@ -167,6 +167,12 @@ proptest! {
     }
 
     #[test]
+    fn batch_norm_1d_matches_reference(n in 2usize..40, c in 1usize..150, seed: u64) {
+        // The row layout [N, D], across channel blocks (64) and row blocks (16).
+        check_batch_norm(ChannelShape { n, c, spatial: 1 }, seed);
+    }
+
+    #[test]
     fn lrn_matches_reference(n in 1usize..3, c in 1usize..9, spatial in 1usize..20, size in 1usize..7,
                              alpha in 1e-4f32..1.0, beta in 0.5f32..1.0, k in 1.0f32..3.0, seed: u64) {
         check_lrn(ChannelShape { n, c, spatial }, Lrn { size, alpha, beta, k }, seed);
@@ -328,11 +334,24 @@ fn lrn_window_follows_pytorch_by_hand() {
 
 #[test]
 fn norm_kernels_are_bit_identical_on_one_and_two_threads() {
-    let shape = ChannelShape {
-        n: 8,
-        c: 16,
-        spatial: 32 * 32,
-    };
+    for shape in [
+        ChannelShape {
+            n: 8,
+            c: 16,
+            spatial: 32 * 32,
+        },
+        ChannelShape {
+            n: 256,
+            c: 1000,
+            spatial: 1,
+        },
+    ] {
+        check_threads(shape);
+    }
+}
+
+/// Runs every norm kernel on `shape` on 1 and 2 threads and compares bits.
+fn check_threads(shape: ChannelShape) {
     let Bn {
         x,
         dy,
@@ -365,6 +384,6 @@ fn norm_kernels_are_bit_identical_on_one_and_two_threads() {
     let one = with_threads(1, run);
     let two = with_threads(2, run);
     for (i, (a, b)) in one.iter().zip(&two).enumerate() {
-        assert_bits_eq(&format!("output {i}"), a, b);
+        assert_bits_eq(&format!("{shape:?} output {i}"), a, b);
     }
 }
