@@ -129,27 +129,29 @@ fn row_apply(
     });
 }
 
-/// Writes `y = a[c]·x + b[c]` for every plane (the shared final step).
+/// Writes `y = (x − center[c])·scale[c] + shift[c]` for every plane, with
+/// `(scale, center, shift) = a(c)` (the shared final step). Centring first
+/// keeps the result accurate when `scale` is large (a tiny variance).
 fn affine_per_channel(
     x: &[f32],
     y: &mut [f32],
     shape: ChannelShape,
-    a: impl Fn(usize) -> (f32, f32) + Sync + Send,
+    a: impl Fn(usize) -> (f32, f32, f32) + Sync + Send,
 ) {
     let s = shape.spatial;
     if s == 1 {
         let coef = |c| {
-            let (scale, shift) = a(c);
-            [scale, shift, 0.0, 0.0]
+            let (scale, center, shift) = a(c);
+            [scale, center, shift, 0.0]
         };
-        row_apply(shape, y, coef, |k, i| k[0] * x[i] + k[1]);
+        row_apply(shape, y, coef, |k, i| (x[i] - k[1]) * k[0] + k[2]);
         return;
     }
     for_each_chunk_mut(y, s, shape.len(), |plane, yc| {
-        let (scale, shift) = a(plane % shape.c);
+        let (scale, center, shift) = a(plane % shape.c);
         let xc = &x[plane * s..(plane + 1) * s];
         for (yv, &xv) in yc.iter_mut().zip(xc) {
-            *yv = scale * xv + shift;
+            *yv = (xv - center) * scale + shift;
         }
     });
 }
@@ -193,7 +195,7 @@ pub fn batch_norm_inference(
     }
     affine_per_channel(x, y, shape, |c| {
         let a = gamma[c] / libm::sqrtf(running_var[c] + eps);
-        (a, beta[c] - a * running_mean[c])
+        (a, running_mean[c], beta[c])
     });
 }
 
@@ -275,7 +277,7 @@ pub fn batch_norm_train_forward(
     }
     affine_per_channel(x, y, shape, |c| {
         let a = gamma[c] * save_inv_std[c];
-        (a, beta[c] - a * save_mean[c])
+        (a, save_mean[c], beta[c])
     });
 }
 
@@ -513,6 +515,6 @@ pub fn batch_norm_inference_backward(
         });
     }
     affine_per_channel(dy, dx, shape, |c| {
-        (gamma[c] / libm::sqrtf(running_var[c] + eps), 0.0)
+        (gamma[c] / libm::sqrtf(running_var[c] + eps), 0.0, 0.0)
     });
 }
