@@ -416,3 +416,17 @@ fn parallel_kernels_are_bit_identical_on_one_and_two_threads() {
         assert_bits_eq(&format!("output {i}"), a, b);
     }
 }
+
+#[test]
+fn seeds_sigmoid_of_a_small_layer_is_0_98_0_12() {
+    // σ(W·[1, −1] + b) with W = [[1, −2], [−1, 1]] and b = [1, 0]; the
+    // matrix-vector product by hand (GEMM is not this file's op).
+    let (w, x, b) = ([[1.0f32, -2.0], [-1.0, 1.0]], [1.0f32, -1.0], [1.0f32, 0.0]);
+    let z: Vec<f32> = (0..2)
+        .map(|i| w[i][0] * x[0] + w[i][1] * x[1] + b[i])
+        .collect();
+    assert_eq!(z, [4.0, -2.0]);
+    let mut y = [0.0; 2];
+    fast::activation_forward(Activation::Sigmoid, &z, &mut y);
+    assert_close("sigma", &y, &[0.98, 0.12], 0.0, 0.005);
+}
