@@ -407,7 +407,13 @@ fn parallel_kernels_are_bit_identical_on_one_and_two_threads() {
         fast_ew::add(&[&x, &dy, &d], &mut s);
         let mut c = vec![0.0; 2 * len];
         fast_ew::concat(&[&x, &dy], &[8, 8], 4, 64 * 64, &mut c);
-        out.extend([d, s, c]);
+        let mut acc = x.clone();
+        fast_ew::accumulate_scaled(&mut acc, 0.3, &dy);
+        let mut sc = vec![0.0; len];
+        fast_ew::scale(&x, 1.7, &mut sc);
+        let (mut p0, mut p1) = (vec![0.0; len], vec![0.0; len]);
+        fast_ew::split(&c, &[8, 8], 4, 64 * 64, &mut [&mut p0, &mut p1]);
+        out.extend([d, s, c, acc, sc, p0, p1]);
         out
     };
     let one = with_threads(1, run);
