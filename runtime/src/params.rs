@@ -112,13 +112,15 @@ pub enum Problem {
         /// The shape the model expects.
         shape: Vec<usize>,
     },
-    /// The file's tensor is not F32.
-    #[error("tensor `{name}`: dtype {found}, expected F32")]
+    /// The file's tensor has a dtype the load does not accept.
+    #[error("tensor `{name}`: dtype {found}, expected {expected}")]
     Dtype {
         /// The tensor.
         name: String,
         /// Its dtype in the file.
         found: String,
+        /// The dtypes accepted (`F32`, or `F32 or F64 or F16 or BF16`).
+        expected: String,
     },
     /// The shapes differ.
     #[error("tensor `{name}`: expected shape {expected:?}, found {found:?}{}", into.as_ref().map(|t| format!(" (loading into `{t}`)")).unwrap_or_default())]
