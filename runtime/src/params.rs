@@ -441,6 +441,11 @@ impl ParamLayout {
         if name.is_empty() {
             return Err(ToolkitError::Invalid("a tensor name is empty".into()));
         }
+        if name == "__metadata__" || name.starts_with("__optim__/") {
+            return Err(ToolkitError::Invalid(format!(
+                "tensor name `{name}` is reserved by the checkpoint format"
+            )));
+        }
         if self.index.contains_key(name) {
             return Err(ToolkitError::Invalid(format!(
                 "tensor `{name}` is declared twice in the layout"
@@ -678,5 +683,7 @@ mod tests {
         assert_eq!((s.name.as_str(), i), ("fc.weight", 1));
         assert!(l.locate(12).is_none());
         assert!(l.push("c.bias", &[1]).is_err());
+        assert!(l.push("__optim__/m/x", &[1]).is_err());
+        assert!(l.push("", &[1]).is_err());
     }
 }
