@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use kiln_runtime::data::cifar::parse_cifar10;
 use kiln_runtime::data::idx::parse_idx;
-use kiln_runtime::data::{Dataset, Split, data_dir, load_cifar10, load_mnist, locate};
+use kiln_runtime::data::{Dataset, Normalize, Split, data_dir, load_cifar10, load_mnist, locate};
 
 /// What a loaded data set must show.
 struct Expect {
@@ -60,6 +60,11 @@ fn mnist_from_the_project_data_folder() {
     let first = train.image(0);
     assert_eq!(first[0], 0.0);
     assert!(first.contains(&1.0));
+    // The usual normalization constants are this training set's statistics.
+    let stats = Normalize::from_data(&train);
+    assert!((stats.mean[0] - 0.1307).abs() < 5e-5, "{stats:?}");
+    assert!((stats.std[0] - 0.3081).abs() < 5e-5, "{stats:?}");
+    assert_eq!(stats, Normalize::from_data(&train.first(60_000)));
 }
 
 #[test]
