@@ -2,10 +2,13 @@
 //! graph (or to collected diagnostics).
 //!
 //! In pipeline order: [`infer_shapes`] (every value gets a static shape),
-//! then [`verify`] after every stage.
+//! then [`verify`] after every stage; [`autodiff`] builds the joint
+//! forward + backward graph for training.
 
+pub mod autodiff;
 pub mod infer_shapes;
 pub mod verify;
 
+pub use autodiff::{JointGraph, autodiff, autodiff_with_input_grads};
 pub use infer_shapes::infer_shapes;
 pub use verify::verify;
