@@ -21,7 +21,7 @@
 //!   pool, the batch statistics of batch norm) read the forward input `x`
 //!   again instead of a second output, which the IR does not have.
 
-use super::op::{Activation, Conv2d, ConvTranspose2d, Loss, Pool2d, UpsampleMode};
+use super::op::{Activation, Conv2d, ConvTranspose2d, Loss, Padding, Pool2d, UpsampleMode};
 use super::{Arity, Shape};
 
 /// A gradient op with its attributes.
@@ -265,6 +265,10 @@ impl GradOp {
     /// The attributes as `key=value` pairs, in a fixed order, for the text dump.
     pub fn attrs(&self) -> Vec<(&'static str, String)> {
         let pair = |p: [usize; 2]| format!("[{}, {}]", p[0], p[1]);
+        let pad = |c: &Conv2d| match c.padding {
+            Padding::Explicit(p) => pair(p),
+            Padding::Same => "same".to_string(),
+        };
         match self {
             GradOp::Loss(l) => vec![("loss", l.kind.name().to_string())],
             GradOp::Conv2dData {
@@ -274,6 +278,7 @@ impl GradOp {
             } => vec![
                 ("k", pair(conv.kernel)),
                 ("s", pair(conv.stride)),
+                ("p", pad(conv)),
                 ("d", pair(conv.dilation)),
                 ("groups", conv.groups.to_string()),
                 ("weight", weight.clone()),
@@ -283,6 +288,7 @@ impl GradOp {
                 ("out", conv.out.to_string()),
                 ("k", pair(conv.kernel)),
                 ("s", pair(conv.stride)),
+                ("p", pad(conv)),
                 ("d", pair(conv.dilation)),
                 ("groups", conv.groups.to_string()),
             ],
