@@ -32,12 +32,12 @@ pub struct LayerSummary {
 pub struct Summary {
     /// The network's name.
     pub network: String,
-    /// The layers, in the order they were written.
-    pub layers: Vec<LayerSummary>,
     /// The sum of the layers' parameters.
     pub total_params: u64,
     /// The sum of the layers' multiply-adds.
     pub total_macs: u64,
+    /// The layers, in the order they were written.
+    pub layers: Vec<LayerSummary>,
 }
 
 /// Summarizes a shaped graph. Values without a shape count as empty.
@@ -97,9 +97,9 @@ pub fn summarize(graph: &Graph) -> Summary {
     let total_macs = layers.iter().fold(0u64, |a, l| a.saturating_add(l.macs));
     Summary {
         network: graph.name.clone(),
-        layers,
         total_params,
         total_macs,
+        layers,
     }
 }
 

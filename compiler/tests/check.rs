@@ -417,7 +417,7 @@ fn error_missing_and_extra_args() {
         ),
         "
 line 1: K0104 conv2d `conv2d0`: missing argument `out`
-line 2: K0105 max_pool2d `max_pool2d0`: takes at most 4 argument(s), found more
+line 2: K0105 max_pool2d `max_pool2d0`: takes at most 5 positional argument(s), found 6
 line 3: K0105 relu `relu0`: no argument `slope`; the arguments are none",
     );
 }

@@ -2,8 +2,10 @@
 //!
 //! Like `serde_derive`, this crate only parses, calls the compiler and turns
 //! its results into tokens: [`network!`] hands its tokens (or the YAML file
-//! it names) to `kiln_compiler::frontend`, and emits, per network, a
-//! documented type. Every diagnostic becomes a `compile_error!` at its span;
+//! it names) to `kiln_compiler::frontend`, checks the result with
+//! `kiln_compiler::check` (lowering, shape inference, verification), and
+//! emits, per network, a documented type with its totals
+//! (`TOTAL_PARAMS`, `TOTAL_MACS`, `summary_json()`). Every diagnostic becomes a `compile_error!` at its span;
 //! on error the network types are still emitted as stubs (thiserror's
 //! `fallback.rs`), so one mistake gives one error rather than a cascade of
 //! "cannot find type" errors.
@@ -48,7 +50,9 @@ fn expand(input: TokenStream2) -> TokenStream2 {
     let parsed = frontend::tokens::parse(input);
     let mut out = errors(&parsed.diagnostics, None);
     let failed = parsed.diagnostics.has_errors();
-    out.extend(types(&parsed.module, failed, Span::call_site()));
+    let (types, diags) = types(&parsed.module, failed, Span::call_site());
+    out.extend(errors(&diags, None));
+    out.extend(types);
     for stub in &parsed.stubs {
         if let Some(span_ident) = ident(&stub.name.name, loc_span(stub.name.loc, None)) {
             out.extend(stub_type(&span_ident, stub.public));
@@ -79,7 +83,9 @@ fn expand_file(lit: &syn::LitStr) -> TokenStream2 {
     // Makes cargo rebuild the caller when the file changes.
     let mut out = quote_spanned!(span=> const _: &str = ::core::include_str!(#abs););
     out.extend(errors(&diags, Some((&rel, span))));
-    out.extend(types(&module, diags.has_errors(), span));
+    let (types, check_diags) = types(&module, diags.has_errors(), span);
+    out.extend(errors(&check_diags, Some((&rel, span))));
+    out.extend(types);
     out
 }
 
@@ -121,21 +127,34 @@ fn ident(name: &str, span: Span) -> Option<syn::Ident> {
     Some(id)
 }
 
-/// The generated type of every network of `module`; stubs when `failed`.
-fn types(module: &Module, failed: bool, file_span: Span) -> TokenStream2 {
+/// The generated types of `module`: checked by the compiler's pipeline when
+/// the front-end found no error, stubs otherwise. Returns the tokens and the
+/// pipeline's diagnostics (to be reported by the caller).
+fn types(module: &Module, failed: bool, file_span: Span) -> (TokenStream2, Diagnostics) {
+    let span_of = |loc: Loc| match loc {
+        Loc::Macro(span) => span,
+        _ => file_span,
+    };
     let mut out = TokenStream2::new();
+    let checked = if failed {
+        Err(Diagnostics::new())
+    } else {
+        kiln_compiler::check(module)
+    };
+    let (checked, mut diags) = match checked {
+        Ok(nets) => (nets, Diagnostics::new()),
+        Err(diags) => (Vec::new(), diags),
+    };
+    let mut emit_diags = Diagnostics::new();
     for net in &module.networks {
-        let span = match net.name.loc {
-            Loc::Macro(span) => span,
-            _ => file_span,
-        };
+        let span = span_of(net.name.loc);
         let Some(name) = ident(&net.name.name, span) else {
             continue;
         };
-        if failed {
+        let Some(done) = checked.iter().find(|c| c.name == net.name.name) else {
             out.extend(stub_type(&name, net.public));
             continue;
-        }
+        };
         let mut docs: Vec<String> = net.docs.iter().map(|d| format!(" {d}")).collect();
         if docs.is_empty() {
             docs.push(format!(
@@ -143,14 +162,41 @@ fn types(module: &Module, failed: bool, file_span: Span) -> TokenStream2 {
                 net.name.name
             ));
         }
-        let vis = net.public.then(|| quote!(pub));
+        let params = done.summary.total_params;
+        let macs = done.summary.total_macs;
+        let json = done.summary.to_json();
+        let info = kiln_compiler::emit::cpu::TypeInfo {
+            docs,
+            public: net.public,
+            span,
+        };
+        let program = kiln_compiler::plan::build(&done.graph);
+        match kiln_compiler::emit::cpu::emit(&program, &info) {
+            Ok(tokens) => out.extend(tokens),
+            Err(d) => {
+                emit_diags.extend(d);
+                out.extend(stub_type(&name, net.public));
+                continue;
+            }
+        }
         out.extend(quote_spanned! {span=>
-            #(#[doc = #docs])*
-            #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::default::Default)]
-            #vis struct #name;
+            #[allow(dead_code)]
+            impl #name {
+                /// The learned parameters of the network, summed over its layers.
+                pub const TOTAL_PARAMS: u64 = #params;
+                /// The multiply-adds of one example's forward pass.
+                pub const TOTAL_MACS: u64 = #macs;
+                /// The per-layer summary as JSON, as `kilnc summary --format json`
+                /// prints it: `total_params`, `total_macs` and `layers` (each
+                /// `name`, `op`, `output_shape`, `params`, `macs`).
+                pub fn summary_json() -> &'static str {
+                    #json
+                }
+            }
         });
     }
-    out
+    diags.extend(emit_diags);
+    (out, diags)
 }
 
 /// A stub of a network type whose description has errors.
@@ -161,5 +207,43 @@ fn stub_type(name: &syn::Ident, public: bool) -> TokenStream2 {
         #[allow(dead_code)]
         #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::default::Default)]
         #vis struct #name;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The file form's errors, which trybuild cannot reach (it builds in
+    //! its own directory, so `CARGO_MANIFEST_DIR` differs there).
+
+    use super::expand;
+
+    /// Expands `network!(input)` and checks that its output holds `expect`.
+    fn check(input: &str, expect: &str) {
+        let tokens: proc_macro2::TokenStream = input.parse().expect("test input lexes");
+        let got = expand(tokens).to_string();
+        assert!(
+            got.contains(expect),
+            "\n--- got ---\n{got}\n--- expected to contain ---\n{expect}\n"
+        );
+    }
+
+    #[test]
+    fn file_form() {
+        let cases = [
+            (
+                r#""tests/data/broken.yaml""#,
+                r#"compile_error ! ("tests/data/broken.yaml:6:8: [K0001] invalid YAML: while parsing a flow mapping, did not find expected ',' or '}'")"#,
+            ),
+            (r#""tests/data/missing.yaml""#, "network!: cannot read"),
+            ("\"tests/data/lenet5.yaml\"", "include_str ! ("),
+            ("\"tests/data/lenet5.yaml\"", "pub struct LeNet5 {"),
+            (
+                "\"tests/data/lenet5.yaml\"",
+                "# [doc = \" LeNet-5, as in the crash course.\"]",
+            ),
+        ];
+        for (input, expect) in cases {
+            check(input, expect);
+        }
     }
 }

@@ -22,4 +22,23 @@ macro_rules! zoo {
     };
 }
 
-zoo!();
+zoo!(
+    "lenet5",
+    "lenet5_wide",
+    "mlp_mnist",
+    "alexnet",
+    "vgg11",
+    "vgg16",
+    "vgg19",
+    "googlenet",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet20",
+    "resnet56",
+    "wide_resnet50_2",
+    "resnext50_32x4d",
+    "densenet121",
+);

@@ -415,6 +415,7 @@ pub fn save(
     state: &TrainState,
 ) -> Result<(), ToolkitError> {
     let path = path.as_ref();
+    params.validate()?;
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let push_layout = |named: &mut Vec<_>, layout: &ParamLayout, values: &[f32], prefix: &str| {
         for s in layout.slots() {
@@ -704,6 +705,7 @@ pub fn load_partial_from(
     params: &mut Params,
     spec: &PartialLoad,
 ) -> Result<LoadReport, ToolkitError> {
+    params.validate()?;
     let mut problems = Vec::new();
     let mut report = LoadReport::default();
     let mut used = vec![false; spec.rules.len()];

@@ -220,6 +220,33 @@ fn exp_approx_is_within_three_ulp_of_libm() {
 }
 
 #[test]
+fn tanh_and_ln_approx_are_within_a_few_ulp_of_libm() {
+    // tanh near 0 and in the polynomial/exponential crossover, and ln over
+    // the normal range from 1e-30 to 1e30.
+    let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
+    let mut worst_tanh = 0;
+    for i in 0..200_000 {
+        let x = -12.0 + 24.0 * i as f32 / 200_000.0;
+        worst_tanh = worst_tanh.max(ulps(fast::tanh_approx(x), libm::tanhf(x)));
+    }
+    let mut worst_ln = 0;
+    for i in 0..200_000 {
+        let x = libm::powf(10.0, -30.0 + 60.0 * i as f32 / 200_000.0);
+        worst_ln = worst_ln.max(ulps(fast::ln_approx(x), libm::logf(x)));
+    }
+    assert!(
+        worst_tanh <= 4 && worst_ln <= 2,
+        "tanh {worst_tanh} ulp, ln {worst_ln} ulp"
+    );
+    assert_eq!(fast::tanh_approx(0.0), 0.0);
+    assert_eq!(
+        (fast::tanh_approx(50.0), fast::tanh_approx(-50.0)),
+        (1.0, -1.0)
+    );
+    assert_eq!(fast::ln_approx(1.0), 0.0);
+}
+
+#[test]
 fn reference_activation_backward_matches_finite_differences() {
     let x = away_from_zero(11, 40, 0.05);
     let w = uniform64(12, 40, -1.0, 1.0);

@@ -377,7 +377,7 @@ fn tokens_rejected() {
     let cases: &[(&str, &str)] = &[
         (
             "netwrk N(x: [1]) -> y { x }",
-            "1:1 K0040 unknown item `netwrk`: expected `block`, `network` or `loss`",
+            "1:1 K0041 unknown item `netwrk`: expected `block`, `network` or `loss`",
         ),
         (
             "network N(x: [1, 0]) -> y { x }",
@@ -385,7 +385,7 @@ fn tokens_rejected() {
         ),
         (
             "network N(x) -> y { x }",
-            "1:12 K0040 input `x` needs a shape: `x: [C, H, W]`",
+            "1:12 K0043 input `x` needs a shape: `x: [C, H, W]`",
         ),
         (
             "network N(x: [1]) -> y { x.conv2d(k: 5) }",
@@ -429,7 +429,7 @@ fn tokens_rejected() {
         ),
         (
             "block b() { 1 }",
-            "1:8 K0040 block `b` needs its tensor input as the first parameter: `block b(x, ...)`",
+            "1:8 K0043 block `b` needs its tensor input as the first parameter: `block b(x, ...)`",
         ),
         (
             "#[derive(Debug)] network N(x: [1]) -> y { x }",
@@ -491,4 +491,47 @@ fn method_location_is_the_layer() {
         "{:?}",
         lhs.loc
     );
+}
+
+#[test]
+fn yaml_scalars_follow_the_macro_grammar() {
+    // Each YAML argument and the macro expression it must equal.
+    let cases = [
+        ("1_000", "1000"),
+        ("-3", "-3"),
+        ("+3", "3"),
+        (".5", "0.5"),
+        ("1e-5", "1e-5"),
+        ("'\"same\"'", "\"same\""),
+        ("same", "same"),
+        ("\"2\"", "2"),
+        ("[3, 3]", "[3, 3]"),
+        ("x.dim(0) / 2", "x.dim(0) / 2"),
+        ("true", "true"),
+    ];
+    for (yaml_value, macro_expr) in cases {
+        let yaml_src = format!(
+            "name: N\ninputs: {{x: [1]}}\nlayers:\n  - f: {{a: {yaml_value}}}\noutputs: [y]\n"
+        );
+        let macro_src = format!("pub network N(x: [1]) -> y {{ x.f(a = {macro_expr}) }}");
+        check(run_tokens, &macro_src, &run_yaml(&yaml_src));
+    }
+}
+
+#[test]
+fn zoo_models_parse() {
+    // Every model file of the zoo parses without diagnostics.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("models/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    for path in files {
+        let src = std::fs::read_to_string(&path).expect("model file is readable");
+        let (module, diags) = yaml::parse(&src);
+        assert!(diags.is_empty(), "{}:\n{}", path.display(), render(&diags));
+        assert_eq!(module.networks.len(), 1, "{}", path.display());
+    }
 }

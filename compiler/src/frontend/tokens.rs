@@ -12,6 +12,8 @@
 //! network whose tokens do not parse is still reported by name in
 //! [`Parsed::stubs`], so the macro can emit a stub type for it.
 
+use std::cell::Cell;
+
 use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
@@ -57,7 +59,9 @@ pub fn parse(tokens: TokenStream) -> Parsed {
     // Whether the previous item was a network still waiting for its loss.
     let mut loss_slot = false;
     for chunk in split_items(tokens) {
-        let item = (|input: ParseStream| parse_item(input)).parse2(chunk.clone());
+        // The code of the error, when the item does not parse.
+        let code = Cell::new(codes::MACRO_SYNTAX);
+        let item = (|input: ParseStream| parse_item(input, &code)).parse2(chunk.clone());
         match item {
             Ok(item) => {
                 let mut diags = Diagnostics::new();
@@ -93,7 +97,7 @@ pub fn parse(tokens: TokenStream) -> Parsed {
                 out.diagnostics.extend(diags);
             }
             Err(err) => {
-                push_syn(&mut out.diagnostics, codes::MACRO_SYNTAX, err);
+                push_syn(&mut out.diagnostics, code.get(), err);
                 if let Some(stub) = outline(chunk) {
                     out.stubs.push(stub);
                 }
@@ -206,7 +210,13 @@ struct RawLoss {
     output: Option<syn::Ident>,
 }
 
-fn parse_item(input: ParseStream) -> syn::Result<Item> {
+/// A header error: sets the error code to [`codes::BAD_HEADER`].
+fn header_error(code: &Cell<Code>, span: Span, message: impl std::fmt::Display) -> syn::Error {
+    code.set(codes::BAD_HEADER);
+    syn::Error::new(span, message)
+}
+
+fn parse_item(input: ParseStream, code: &Cell<Code>) -> syn::Result<Item> {
     let attrs = input.call(syn::Attribute::parse_outer)?;
     let docs = docs(&attrs)?;
     let public = if input.peek(Token![pub]) {
@@ -219,7 +229,7 @@ fn parse_item(input: ParseStream) -> syn::Result<Item> {
         .parse()
         .map_err(|e| syn::Error::new(e.span(), "expected an item: `block`, `network` or `loss`"))?;
     let item = match kw.to_string().as_str() {
-        "network" => Item::Network(parse_network(input, docs, public)?),
+        "network" => Item::Network(parse_network(input, docs, public, code)?),
         "block" => {
             if public {
                 return Err(syn::Error::new(
@@ -227,7 +237,7 @@ fn parse_item(input: ParseStream) -> syn::Result<Item> {
                     "a block is not a type and cannot be `pub`; remove `pub`",
                 ));
             }
-            Item::Block(parse_block(input, docs)?)
+            Item::Block(parse_block(input, docs, code)?)
         }
         "loss" => {
             if public || !docs.is_empty() {
@@ -239,6 +249,7 @@ fn parse_item(input: ParseStream) -> syn::Result<Item> {
             Item::Loss(parse_loss(input)?)
         }
         other => {
+            code.set(codes::UNKNOWN_ITEM);
             return Err(syn::Error::new(
                 kw.span(),
                 format!("unknown item `{other}`: expected `block`, `network` or `loss`"),
@@ -356,7 +367,12 @@ fn parse_body(input: ParseStream) -> syn::Result<(Vec<syn::Stmt>, Span)> {
     Ok((stmts, brace.span.close()))
 }
 
-fn parse_network(input: ParseStream, docs: Vec<String>, public: bool) -> syn::Result<RawNetwork> {
+fn parse_network(
+    input: ParseStream,
+    docs: Vec<String>,
+    public: bool,
+    code: &Cell<Code>,
+) -> syn::Result<RawNetwork> {
     let name: syn::Ident = input.parse()?;
     let content;
     parenthesized!(content in input);
@@ -364,7 +380,8 @@ fn parse_network(input: ParseStream, docs: Vec<String>, public: bool) -> syn::Re
     while !content.is_empty() {
         let name: syn::Ident = content.parse()?;
         let _: Token![:] = content.parse().map_err(|e| {
-            syn::Error::new(
+            header_error(
+                code,
                 e.span(),
                 format!("input `{name}` needs a shape: `{name}: [C, H, W]`"),
             )
@@ -377,13 +394,15 @@ fn parse_network(input: ParseStream, docs: Vec<String>, public: bool) -> syn::Re
         let _: Token![,] = content.parse()?;
     }
     if inputs.is_empty() {
-        return Err(syn::Error::new(
+        return Err(header_error(
+            code,
             name.span(),
             format!("network `{name}` has no inputs: write `network {name}(x: [C, H, W]) -> ...`"),
         ));
     }
     let _: Token![->] = input.parse().map_err(|e| {
-        syn::Error::new(
+        header_error(
+            code,
             e.span(),
             format!("network `{name}` needs its outputs: `-> logits: [10]`"),
         )
@@ -408,7 +427,7 @@ fn parse_network(input: ParseStream, docs: Vec<String>, public: bool) -> syn::Re
     })
 }
 
-fn parse_block(input: ParseStream, docs: Vec<String>) -> syn::Result<RawBlock> {
+fn parse_block(input: ParseStream, docs: Vec<String>, code: &Cell<Code>) -> syn::Result<RawBlock> {
     let name: syn::Ident = input.parse()?;
     let content;
     let parens = parenthesized!(content in input);
@@ -431,7 +450,8 @@ fn parse_block(input: ParseStream, docs: Vec<String>) -> syn::Result<RawBlock> {
         match ident {
             Some(ident) => params.push((ident, default, span)),
             None => {
-                return Err(syn::Error::new(
+                return Err(header_error(
+                    code,
                     span,
                     "a block parameter is a name, or `name = default`",
                 ));
@@ -439,7 +459,8 @@ fn parse_block(input: ParseStream, docs: Vec<String>) -> syn::Result<RawBlock> {
         }
     }
     if params.is_empty() {
-        return Err(syn::Error::new(
+        return Err(header_error(
+            code,
             parens.span.join(),
             format!(
                 "block `{name}` needs its tensor input as the first parameter: `block {name}(x, ...)`"
@@ -448,7 +469,8 @@ fn parse_block(input: ParseStream, docs: Vec<String>) -> syn::Result<RawBlock> {
     }
     let (input_ident, default, span) = params.remove(0);
     if default.is_some() {
-        return Err(syn::Error::new(
+        return Err(header_error(
+            code,
             span,
             format!(
                 "the first parameter of block `{name}` is its tensor input and takes no default"

@@ -662,9 +662,9 @@ impl Reader<'_, '_> {
             let float_like = body.bytes().any(|b| b.is_ascii_digit())
                 && body
                     .bytes()
-                    .all(|b| b.is_ascii_digit() || b"._eE+-".contains(&b));
+                    .all(|b| b.is_ascii_digit() || b".eE+-".contains(&b));
             if float_like
-                && let Ok(f) = v.replace('_', "").parse::<f64>()
+                && let Ok(f) = v.parse::<f64>()
                 && f.is_finite()
             {
                 return Expr {

@@ -62,9 +62,11 @@ impl Shape {
         self.0.len()
     }
 
-    /// The number of elements per example.
+    /// The number of elements per example (saturating at `u64::MAX`).
     pub fn numel(&self) -> u64 {
-        self.0.iter().map(|&d| d as u64).product()
+        self.0
+            .iter()
+            .fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
     }
 
     /// The dims.

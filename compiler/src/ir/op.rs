@@ -211,6 +211,9 @@ pub struct Pool2d {
     pub padding: [usize; 2],
     /// Whether a window that does not fit exactly is an error.
     pub exact: bool,
+    /// Whether the output size rounds up (PyTorch's `ceil_mode`): a last,
+    /// partial window is kept if it starts inside the input or left padding.
+    pub ceil: bool,
 }
 
 /// How `upsample` fills the new pixels.
@@ -587,6 +590,9 @@ fn pool_attrs(p: &Pool2d) -> Vec<(&'static str, String)> {
     ];
     if p.exact {
         v.push(("exact", "true".into()));
+    }
+    if p.ceil {
+        v.push(("ceil", "true".into()));
     }
     v
 }

@@ -133,7 +133,11 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             {
                 return Err(cx.err(
                     codes::CHANNEL_MISMATCH,
-                    format!("expected {want} input channels, found {ch} (input shape {x})"),
+                    format!(
+                        "expected {} input channel{}, found {ch} (input shape {x})",
+                        want,
+                        if want == 1 { "" } else { "s" }
+                    ),
                 ));
             }
             groups_divide(cx, c.groups, ch, c.out, &x)?;
@@ -169,7 +173,11 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             {
                 return Err(cx.err(
                     codes::CHANNEL_MISMATCH,
-                    format!("expected {want} input channels, found {ch} (input shape {x})"),
+                    format!(
+                        "expected {} input channel{}, found {ch} (input shape {x})",
+                        want,
+                        if want == 1 { "" } else { "s" }
+                    ),
                 ));
             }
             groups_divide(cx, c.groups, ch, c.out, &x)?;
@@ -227,7 +235,11 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             {
                 return Err(cx.err(
                     codes::CHANNEL_MISMATCH,
-                    format!("expected {want} input features, found {d} (input shape {x})"),
+                    format!(
+                        "expected {} input feature{}, found {d} (input shape {x})",
+                        want,
+                        if want == 1 { "" } else { "s" }
+                    ),
                 ));
             }
             let mut params = vec![cx.param("weight", vec![*out, d], ParamRole::Weight)];
@@ -459,6 +471,13 @@ fn pool(cx: &Cx, p: &Pool2d, x: &Shape) -> RuleResult {
             i,
             x,
         )?;
+        // Ceil mode keeps a last partial window that starts inside the
+        // input or the left padding.
+        let n = [h, w][i] + p.padding[i];
+        let rest = ([h, w][i] + 2 * p.padding[i] - p.kernel[i]) % p.stride[i];
+        if p.ceil && rest != 0 && out[i] * p.stride[i] < n {
+            out[i] += 1;
+        }
     }
     Ok((Shape(vec![c, out[0], out[1]]), vec![]))
 }

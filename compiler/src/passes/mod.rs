@@ -7,6 +7,7 @@
 
 pub mod autodiff;
 pub mod infer_shapes;
+pub mod plan_memory;
 pub mod verify;
 
 pub use autodiff::{JointGraph, autodiff, autodiff_with_input_grads};

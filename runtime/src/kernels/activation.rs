@@ -4,8 +4,9 @@
 //!
 //! Each activation is matched once, outside the loop, so every variant gets
 //! its own tight loop that the compiler auto-vectorizes; the exponential
-//! behind sigmoid, swish, ELU and SELU is [`exp_approx`], a polynomial
-//! written in plain f32 arithmetic so that it vectorizes too. Work is split
+//! behind sigmoid, swish, ELU and SELU is [`exp_approx`] and tanh is
+//! [`tanh_approx`], polynomials written in plain f32 arithmetic so that they
+//! vectorize too ([`ln_approx`] serves LRN's power). Work is split
 //! into fixed-size chunks handed to [`super::parallel`], so a result never
 //! depends on the number of threads. Everything here is allocation-free and
 //! builds without `std`.
@@ -30,7 +31,10 @@ pub fn exp_approx(x: f32) -> f32 {
     // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    // t holds n = round(x·log₂e) in its low mantissa bits: t's bits are
+    // those of 1.5·2²³ plus n.
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4;
     p = p * r + 1.398_2e-3;
@@ -39,8 +43,58 @@ pub fn exp_approx(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2ⁿ built from the bits of t (no float-to-int conversion).
+    let two_n = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
     er * two_n
+}
+
+/// tanh x in f32 to within a few ulp, vectorizable: an odd polynomial for
+/// |x| < 0.625 (Cephes' `tanhf`) and `1 − 2/(e^{2|x|} + 1)` above, chosen
+/// without a branch; saturates to ±1 for large |x|.
+#[inline(always)]
+pub fn tanh_approx(x: f32) -> f32 {
+    let z = x.abs();
+    let s = x * x;
+    let mut p = -5.704_988_7e-3;
+    p = p * s + 2.063_909e-2;
+    p = p * s - 5.373_971_6e-2;
+    p = p * s + 0.133_314_42;
+    p = p * s - 0.333_332_8;
+    let small = p * s * x + x;
+    let big = 1.0 - 2.0 / (exp_approx(z + z) + 1.0);
+    let big = if x < 0.0 { -big } else { big };
+    if z < 0.625 { small } else { big }
+}
+
+/// ln x in f32 to within a few ulp for positive normal `x`, vectorizable
+/// (Cephes' `logf`: the exponent from the bits, a polynomial for the
+/// mantissa). Inputs below the smallest normal are treated as it; the
+/// result for non-positive or non-finite `x` is unspecified.
+#[inline(always)]
+pub fn ln_approx(x: f32) -> f32 {
+    const SQRT_HALF: f32 = core::f32::consts::FRAC_1_SQRT_2;
+    let x = x.max(f32::MIN_POSITIVE);
+    let bits = x.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 126;
+    // The mantissa in [0.5, 1).
+    let m = f32::from_bits((bits & 0x807f_ffff) | 0x3f00_0000);
+    let below = m < SQRT_HALF;
+    let e = (if below { e - 1 } else { e }) as f32;
+    let f = if below { m + m - 1.0 } else { m - 1.0 };
+    let z = f * f;
+    let mut y = 7.037_683_6e-2;
+    y = y * f - 0.115_146_1;
+    y = y * f + 0.116_769_99;
+    y = y * f - 0.124_201_41;
+    y = y * f + 0.142_493_23;
+    y = y * f - 0.166_680_57;
+    y = y * f + 0.200_007_15;
+    y = y * f - 0.249_999_94;
+    y = y * f + 0.333_333_3;
+    let mut r = y * f * z;
+    r += -2.121_944_4e-4 * e;
+    r += -0.5 * z;
+    f + r + 0.693_359_4 * e
 }
 
 /// The logistic function through [`exp_approx`]; exact limits 0 and 1 are
@@ -114,7 +168,7 @@ macro_rules! forward_rules {
                 if v > 0.0 { SELU_SCALE * v } else { e }
             }),
             Activation::Sigmoid => $map($($arg,)* 8, sigmoid_fast),
-            Activation::Tanh => $map($($arg,)* 16, libm::tanhf),
+            Activation::Tanh => $map($($arg,)* 8, tanh_approx),
             Activation::Swish => $map($($arg,)* 8, |v: f32| v * sigmoid_fast(v)),
             Activation::Step => $map($($arg,)* 1, |v: f32| if v > 0.0 { 1.0 } else { 0.0 }),
         }
@@ -154,8 +208,8 @@ pub fn activation_backward(act: Activation, x: &[f32], dy: &[f32], dx: &mut [f32
             let s = sigmoid_fast(v);
             g * s * (1.0 - s)
         }),
-        Activation::Tanh => map_binary(x, dy, dx, 16, |v, g| {
-            let t = libm::tanhf(v);
+        Activation::Tanh => map_binary(x, dy, dx, 8, |v, g| {
+            let t = tanh_approx(v);
             g * (1.0 - t * t)
         }),
         Activation::Swish => map_binary(x, dy, dx, 8, |v, g| {

@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod conv_direct;
 pub mod dispatch;
 pub mod elementwise;
 pub mod gemm;
