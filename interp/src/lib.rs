@@ -21,12 +21,7 @@
 //!   [`dropout_seed`]`(seed, layer)` at counter `i` for element `i` of the
 //!   batched tensor; [`Mode::Inference`] uses the running statistics and
 //!   makes dropout the identity.
-//!
-//! Batch norm and LRN have no reference in the runtime yet; their forward
-//! and backward are written out in [`local`] with the same plain-loop,
-//! f64-accumulating style.
 
-pub mod local;
 mod run;
 
 use kiln_compiler::ir::{Graph, ParamRole, ValueId};

@@ -1,7 +1,6 @@
 //! The evaluator: one function per op family, called in topological order,
 //! each reading its inputs from the value table and returning its output.
 
-use crate::local::{self, LrnParams, Ncs};
 use crate::{Error, Feed, Mode, Params, Targets, Values, dropout_seed};
 use kiln_compiler::ir::{
     self, Activation, Conv2d, ConvTranspose2d, GradOp, Graph, LossKind, NodeId, Op, Shape,
@@ -12,6 +11,7 @@ use kiln_runtime::kernels::activation::ChannelShape;
 use kiln_runtime::kernels::conv::Conv2dGeometry;
 use kiln_runtime::kernels::gemm::Gemm;
 use kiln_runtime::kernels::loss::Reduction as RtReduction;
+use kiln_runtime::kernels::lrn::Lrn;
 use kiln_runtime::kernels::pool::Pool2d as RtPool;
 use kiln_runtime::kernels::softmax::AxisShape;
 use kiln_runtime::kernels::upsample::{PixelShuffle, Upsample};
@@ -97,13 +97,22 @@ fn reduction(r: ir::Reduction) -> RtReduction {
     }
 }
 
-/// `[c, spatial]` of an example shape (channel first).
-fn ncs(n: usize, s: &Shape) -> Ncs {
+/// An example shape as `[n, c, spatial]` (channel first).
+fn ncs(n: usize, s: &Shape) -> ChannelShape {
     let d = s.dims();
-    Ncs {
+    ChannelShape {
         n,
         c: d.first().copied().unwrap_or(1),
-        s: d.iter().skip(1).product(),
+        spatial: d.iter().skip(1).product(),
+    }
+}
+
+fn lrn(size: usize, alpha: f64, beta: f64, k: f64) -> Lrn {
+    Lrn {
+        size,
+        alpha: alpha as f32,
+        beta: beta as f32,
+        k: k as f32,
     }
 }
 
@@ -390,22 +399,14 @@ impl<T: Real> Cx<'_, T> {
                 let g = ncs(n, &self.in_shape(id, 0));
                 let x = self.input(id, 0)?;
                 let mut y = vec![T::ZERO; x.len()];
-                let shape = ChannelShape {
-                    n,
-                    c: g.c,
-                    spatial: g.s,
-                };
+                let shape = g;
                 rf::activation::prelu_forward(x, &mut y, shape, self.param_of(id, 0)?);
                 Ok(y)
             }
             Op::Maxout { k } => {
                 let g = ncs(n, &self.in_shape(id, 0));
-                let shape = ChannelShape {
-                    n,
-                    c: g.c,
-                    spatial: g.s,
-                };
-                let mut y = vec![T::ZERO; g.len() / k];
+                let shape = g;
+                let mut y = vec![T::ZERO; shape.len() / k];
                 let mut arg = vec![0u32; y.len()];
                 rf::activation::maxout_forward(self.input(id, 0)?, &mut y, &mut arg, shape, *k);
                 Ok(y)
@@ -429,13 +430,10 @@ impl<T: Real> Cx<'_, T> {
                 k,
             } => {
                 let g = ncs(n, &self.in_shape(id, 0));
-                let p = LrnParams {
-                    n: *size,
-                    alpha: *alpha,
-                    beta: *beta,
-                    k: *k,
-                };
-                Ok(local::lrn_forward(self.input(id, 0)?, g, p))
+                let x = self.input(id, 0)?;
+                let mut y = vec![T::ZERO; x.len()];
+                rf::lrn::lrn_forward(x, &mut y, g, lrn(*size, *alpha, *beta, *k));
+                Ok(y)
             }
             Op::Dropout { p } => {
                 let x = self.input(id, 0)?;
@@ -489,43 +487,63 @@ impl<T: Real> Cx<'_, T> {
     }
 
     fn batch_norm(&mut self, id: NodeId, eps: f64, momentum: f64) -> Result<Vec<T>, Error> {
-        let n = self.feed.batch;
-        let g = ncs(n, &self.in_shape(id, 0));
+        let g = ncs(self.feed.batch, &self.in_shape(id, 0));
         let x = self.input(id, 0)?;
         let gamma = self.param_of(id, 0)?;
         let beta = self.param_of(id, 1)?;
-        let to64 = |v: &[T]| v.iter().map(|t| t.to_f64()).collect::<Vec<f64>>();
+        let mut mean = self.param_of(id, 2)?.to_vec();
+        let mut var = self.param_of(id, 3)?.to_vec();
+        let mut y = vec![T::ZERO; x.len()];
         match self.feed.mode {
             Mode::Inference => {
-                let mean = to64(self.param_of(id, 2)?);
-                let var = to64(self.param_of(id, 3)?);
-                Ok(local::batch_norm_apply(x, g, &mean, &var, gamma, beta, eps))
+                rf::norm::batch_norm_inference(x, &mut y, g, gamma, beta, &mean, &var, eps);
             }
             Mode::Training { .. } => {
-                let (mean, var) = local::batch_stats(x, g);
-                let y = local::batch_norm_apply(x, g, &mean, &var, gamma, beta, eps);
-                // The running statistics: the variance unbiased.
-                let m = (g.n * g.s) as f64;
-                let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
-                let names: Vec<String> = self.graph.node(id).params[2..4]
-                    .iter()
-                    .map(|p| p.name.clone())
-                    .collect();
-                self.param_of(id, 2)?;
-                self.param_of(id, 3)?;
-                for (name, stat) in names
-                    .iter()
-                    .zip([mean, var.iter().map(|v| v * unbias).collect()])
-                {
-                    if let Some(r) = self.params.get_mut(name) {
-                        for (rv, s) in r.iter_mut().zip(stat) {
-                            *rv = T::from_f64((1.0 - momentum) * rv.to_f64() + momentum * s);
-                        }
-                    }
+                rf::norm::batch_norm_train_forward(
+                    x, &mut y, g, gamma, beta, eps, momentum, &mut mean, &mut var,
+                );
+                let node = self.graph.node(id);
+                for (p, stat) in node.params[2..4].iter().zip([mean, var]) {
+                    self.params.insert(p.name.clone(), stat);
                 }
-                Ok(y)
             }
         }
+        Ok(y)
+    }
+
+    /// Batch norm's training backward `(dx, dγ, dβ)`, the batch statistics
+    /// recomputed from `x` (input 0; `dy` is input 1).
+    fn batch_norm_backward(
+        &self,
+        id: NodeId,
+        eps: f64,
+        gamma: &[T],
+    ) -> Result<(Vec<T>, Vec<T>), Error> {
+        let g = ncs(self.feed.batch, &self.in_shape(id, 0));
+        let x = self.input(id, 0)?;
+        let (mut y, mut rm, mut rv) = (
+            vec![T::ZERO; x.len()],
+            vec![T::ZERO; g.c],
+            vec![T::ZERO; g.c],
+        );
+        let beta = vec![T::ZERO; g.c];
+        let (mean, inv) = rf::norm::batch_norm_train_forward(
+            x, &mut y, g, gamma, &beta, eps, 0.0, &mut rm, &mut rv,
+        );
+        let mut dx = vec![T::ZERO; x.len()];
+        let (mut dgamma, mut dbeta) = (vec![T::ZERO; g.c], vec![T::ZERO; g.c]);
+        rf::norm::batch_norm_backward(
+            x,
+            self.input(id, 1)?,
+            &mut dx,
+            &mut dgamma,
+            &mut dbeta,
+            g,
+            gamma,
+            &mean,
+            &inv,
+        );
+        Ok((dx, dgamma))
     }
 
     /// The loss head's value and its gradient with respect to its input.
@@ -642,7 +660,7 @@ impl<T: Real> Cx<'_, T> {
                 let dy = self.input(id, 0)?;
                 let mut db = vec![0.0f64; g.c];
                 for (i, v) in dy.iter().enumerate() {
-                    db[(i / g.s) % g.c] += v.to_f64();
+                    db[(i / g.spatial) % g.c] += v.to_f64();
                 }
                 Ok(db.into_iter().map(T::from_f64).collect())
             }
@@ -735,11 +753,7 @@ impl<T: Real> Cx<'_, T> {
             }
             GradOp::PreluData { .. } | GradOp::PreluWeight { .. } => {
                 let g = ncs(n, &self.in_shape(id, 0));
-                let shape = ChannelShape {
-                    n,
-                    c: g.c,
-                    spatial: g.s,
-                };
+                let shape = g;
                 // The slope gradient does not depend on the slope's value.
                 let (w, want_data) = match op {
                     GradOp::PreluData { weight } => (self.named_param(id, weight)?.to_vec(), true),
@@ -756,15 +770,11 @@ impl<T: Real> Cx<'_, T> {
             }
             GradOp::Maxout { k } => {
                 let g = ncs(n, &self.in_shape(id, 0));
-                let shape = ChannelShape {
-                    n,
-                    c: g.c,
-                    spatial: g.s,
-                };
-                let mut y = vec![T::ZERO; g.len() / k];
+                let shape = g;
+                let mut y = vec![T::ZERO; shape.len() / k];
                 let mut arg = vec![0u32; y.len()];
                 rf::activation::maxout_forward(self.input(id, 0)?, &mut y, &mut arg, shape, *k);
-                let mut dx = vec![T::ZERO; g.len()];
+                let mut dx = vec![T::ZERO; shape.len()];
                 rf::activation::maxout_backward(self.input(id, 1)?, &arg, &mut dx, shape, *k);
                 Ok(dx)
             }
@@ -780,24 +790,13 @@ impl<T: Real> Cx<'_, T> {
                 Ok(dx)
             }
             GradOp::BatchNormData { eps, weight } => {
-                let g = ncs(n, &self.in_shape(id, 0));
-                let gamma = self.named_param(id, weight)?;
-                Ok(local::batch_norm_backward_data(
-                    self.input(id, 0)?,
-                    self.input(id, 1)?,
-                    gamma,
-                    g,
-                    *eps,
-                ))
+                let gamma = self.named_param(id, weight)?.to_vec();
+                Ok(self.batch_norm_backward(id, *eps, &gamma)?.0)
             }
             GradOp::BatchNormWeight { eps } => {
-                let g = ncs(n, &self.in_shape(id, 0));
-                Ok(local::batch_norm_backward_weight(
-                    self.input(id, 0)?,
-                    self.input(id, 1)?,
-                    g,
-                    *eps,
-                ))
+                // γ's gradient does not depend on γ.
+                let c = ncs(n, &self.in_shape(id, 0)).c;
+                Ok(self.batch_norm_backward(id, *eps, &vec![T::ONE; c])?.1)
             }
             GradOp::Lrn {
                 n: size,
@@ -806,18 +805,11 @@ impl<T: Real> Cx<'_, T> {
                 k,
             } => {
                 let g = ncs(n, &self.in_shape(id, 0));
-                let p = LrnParams {
-                    n: *size,
-                    alpha: *alpha,
-                    beta: *beta,
-                    k: *k,
-                };
-                Ok(local::lrn_backward(
-                    self.input(id, 0)?,
-                    self.input(id, 1)?,
-                    g,
-                    p,
-                ))
+                let x = self.input(id, 0)?;
+                let mut dx = vec![T::ZERO; x.len()];
+                let p = lrn(*size, *alpha, *beta, *k);
+                rf::lrn::lrn_backward(x, self.input(id, 1)?, &mut dx, g, p);
+                Ok(dx)
             }
             GradOp::Dropout { p, layer } => {
                 let dy = self.input(id, 0)?;
