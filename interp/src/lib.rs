@@ -8,6 +8,8 @@
 //! returned ([`Values`]), every op and gradient op of the IR is evaluated,
 //! and user mistakes (a missing input, a wrong length, a label out of range)
 //! come back as an [`Error`] naming the tensor or layer, never a panic.
+//! [`worked`] holds the course notes' worked examples as a table that any
+//! executor of graphs (this one, generated code) can be checked against.
 //!
 //! Conventions it shares with generated code:
 //!
@@ -23,6 +25,7 @@
 //!   makes dropout the identity.
 
 mod run;
+pub mod worked;
 
 use kiln_compiler::ir::{Graph, ParamRole, ValueId};
 use kiln_runtime::reference::Real;
