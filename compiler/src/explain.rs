@@ -401,6 +401,42 @@ network: the message names the pass that ran last and the invariant.
 
 Fix: please report it with the model file that triggers it."#,
     ),
+    (
+        codes::NOT_DIFFERENTIABLE,
+        "training through an op without a gradient",
+        r#"
+Training needs the gradient of the loss with respect to every learned
+parameter, and that gradient has to pass back through every layer between
+the parameter and the loss. The perceptron's `step` is flat almost
+everywhere, so its gradient is zero and learning through it is impossible;
+kiln reports it instead of silently training nothing.
+
+Example:
+
+    layers:
+      - linear: 1
+      - step
+    loss: mse
+
+Fix: use a smooth activation such as `sigmoid` or `tanh` while training,
+and `step` only in an inference-only network (no `loss`)."#,
+    ),
+    (
+        codes::NO_LOSS_HEAD,
+        "training a network without a loss",
+        r#"
+The training step differentiates the network's loss head, and the network
+has none.
+
+Example:
+
+    outputs:
+      logits: [10]
+    # no `loss:` key
+
+Fix: add a loss head, e.g. `loss: cross_entropy` in YAML or
+`loss cross_entropy;` after the network in the macro."#,
+    ),
 ];
 
 #[cfg(test)]

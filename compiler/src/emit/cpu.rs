@@ -540,7 +540,12 @@ fn kernel_call(
             let sizes = step.inputs.iter().map(|o| o.shape.dims()[*axis]);
             quote!(#k::elementwise::concat(&[#(#names),*], &[#(#sizes),*], n * #outer, #inner, y);)
         }
-        Op::Input { .. } | Op::Flatten | Op::Reshape { .. } | Op::Dropout { .. } | Op::Loss(_) => {
+        Op::Input { .. }
+        | Op::Flatten
+        | Op::Reshape { .. }
+        | Op::Dropout { .. }
+        | Op::Loss(_)
+        | Op::Grad(_) => {
             unreachable!("plan: {} is not an inference step", op.name())
         }
     })

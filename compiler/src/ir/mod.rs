@@ -16,8 +16,10 @@
 //! [`Graph`] implements `Display`: a stable text dump used by snapshot tests
 //! and by `KILN_DEBUG=<pass>`.
 
+mod grad;
 mod op;
 
+pub use grad::GradOp;
 pub use op::{
     Activation, Arity, Category, Conv2d, ConvTranspose2d, Loss, LossKind, Op, Padding, Pool2d,
     Reduction, UpsampleMode,

@@ -357,6 +357,10 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             Ok((x, vec![]))
         }
         Op::Concat { axis } => concat(cx, *axis, ins),
+        Op::Grad(g) => match g.output_shape(ins) {
+            Ok(s) => Ok((s, vec![])),
+            Err(m) => Err(cx.err(codes::INTERNAL, m)),
+        },
         Op::Loss(l) => {
             if l.kind.takes_class_index() && x.rank() != 1 {
                 return Err(cx.err(

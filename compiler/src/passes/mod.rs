@@ -2,12 +2,15 @@
 //! graph (or to collected diagnostics).
 //!
 //! In pipeline order: [`infer_shapes()`] (every value gets a static shape),
-//! [`verify()`] after every stage, and [`plan_memory`] (buffer offsets in
-//! one arena) when a plan is built.
+//! [`verify()`] after every stage; [`autodiff()`] builds the joint
+//! forward + backward graph for training; [`plan_memory`] places buffers
+//! in one arena when a plan is built.
 
+pub mod autodiff;
 pub mod infer_shapes;
 pub mod plan_memory;
 pub mod verify;
 
+pub use autodiff::{JointGraph, autodiff, autodiff_with_input_grads};
 pub use infer_shapes::infer_shapes;
 pub use verify::verify;
