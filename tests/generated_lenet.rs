@@ -8,7 +8,7 @@ fn lenet5_forward_runs_and_is_deterministic() {
     let init = kiln::runtime::init::InitPolicy::new(kiln::runtime::init::Init::He(
         kiln::runtime::init::Dist::Normal,
     ));
-    let mut net = LeNet5::new(&init, 7, 4);
+    let mut net = LeNet5::new(&init, 7, 4).unwrap();
     assert_eq!(LeNet5::PARAM_COUNT, 61_706);
     let x: Vec<f32> = (0..4 * LeNet5::INPUT_LEN)
         .map(|i| ((i * 7919) % 255) as f32 / 255.0)

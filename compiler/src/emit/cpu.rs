@@ -93,13 +93,14 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
     Ok(quote_spanned! {info.span=>
         #(#[doc = #docs])*
         #[derive(::core::fmt::Debug, ::core::clone::Clone)]
+        #[allow(dead_code)]
         #vis struct #name {
             params: ::kiln::runtime::params::Params,
             arena: ::std::vec::Vec<f32>,
             batch: usize,
         }
 
-        #[allow(clippy::all, unused_variables, unused_mut, non_snake_case)]
+        #[allow(clippy::all, dead_code, unused_variables, unused_mut, non_snake_case)]
         impl #name {
             /// The per-example input shape.
             pub const INPUT_SHAPE: [usize; #in_rank] = [#(#in_shape),*];
@@ -131,10 +132,14 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
 
             /// A network for batches of up to `batch` examples, its
             /// parameters drawn by `init` from `seed`.
-            pub fn new(init: &::kiln::runtime::init::InitPolicy, seed: u64, batch: usize) -> Self {
+            pub fn new(
+                init: &::kiln::runtime::init::InitPolicy,
+                seed: u64,
+                batch: usize,
+            ) -> ::core::result::Result<Self, ::kiln::runtime::params::ToolkitError> {
                 let mut params = Self::zeroed_params();
-                init.apply(&mut params, seed);
-                Self::with_params(params, batch)
+                init.apply(&mut params, seed)?;
+                ::core::result::Result::Ok(Self::with_params(params, batch))
             }
 
             /// A network around existing parameters (checked by name and
