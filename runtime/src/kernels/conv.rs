@@ -825,11 +825,19 @@ fn forward_col_len(g: &Conv2dGeometry) -> usize {
     if uses_shifted(g) {
         let (_, wp) = padded_dims(g);
         shifted_input_len(g) + (g.c_out / g.groups) * g.out_h() * wp
-    } else if packs_weights(g) {
+    } else if packs_weights(g) && !is_strided_1x1(g) {
         0
     } else {
         col_len(g)
     }
+}
+
+/// Whether the kernel is 1×1 without padding but strided (ResNet's
+/// projections): its column matrix is a cheap subsampled copy of the input,
+/// so it is built explicitly and multiplied as stored, which beats packing
+/// it element by element.
+fn is_strided_1x1(g: &Conv2dGeometry) -> bool {
+    g.kh == 1 && g.kw == 1 && g.pad == [0; 4] && !g.is_plain_product()
 }
 
 /// The scratch length (floats) of [`conv2d_forward_serial`].
@@ -901,7 +909,7 @@ fn forward_image(
         if g.is_plain_product() {
             let b = &x[grp * cig * hw..(grp + 1) * cig * hw];
             mm.run(kern, &gm, w.group(grp), b, yg, &steps[..used]);
-        } else if let GemmA::Packed(pa) = w.group(grp) {
+        } else if let (GemmA::Packed(pa), false) = (w.group(grp), is_strided_1x1(g)) {
             let b = Im2colB {
                 g,
                 x,
@@ -1260,7 +1268,7 @@ fn backward_weight_images(
             if g.is_plain_product() {
                 let b = &xi[grp * cig * hw..(grp + 1) * cig * hw];
                 mm.run(kern, &gm, GemmA::Plain(dyg), b, dwg, &[]);
-            } else if cog > 1 {
+            } else if cog > 1 && !is_strided_1x1(g) {
                 let b = Im2colB {
                     g,
                     x: xi,
@@ -1269,7 +1277,8 @@ fn backward_weight_images(
                 };
                 mm.run_custom(kern, &gm, AOperand::Plain(dyg), &b, dwg, &[]);
             } else {
-                // One output channel: the matrix-vector path needs B stored.
+                // One output channel (the matrix-vector path needs B stored)
+                // or a strided 1×1 kernel (see `is_strided_1x1`).
                 im2col(g, xi, grp, col);
                 mm.run(kern, &gm, GemmA::Plain(dyg), col, dwg, &[]);
             }
