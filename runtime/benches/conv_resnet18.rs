@@ -14,6 +14,7 @@ use common::{Clock, Recorder};
 use kiln_runtime::activation::Activation;
 use kiln_runtime::kernels::conv::{
     Conv2dGeometry, ConvEpilogue, conv2d_backward_data, conv2d_backward_weight, conv2d_forward,
+    conv2d_forward_prepacked, conv2d_pack_weights, conv2d_packed_weights_len,
 };
 use kiln_runtime::kernels::dispatch::kernels;
 use kiln_runtime::kernels::gemm::{Gemm, sgemm};
@@ -114,6 +115,19 @@ fn run(rec: &mut Recorder, threads: usize, clock: Clock, peak: f64) {
                 peak,
                 || conv2d_forward(kern, &g, &x, &w, &epi, &mut y),
             );
+            if batch == 1 {
+                // Inference with the weights packed once, outside the timing.
+                let mut packed = vec![0.0f32; conv2d_packed_weights_len(kern, &g)];
+                conv2d_pack_weights(kern, &g, &w, &mut packed);
+                rec.bench(
+                    &mut c,
+                    &format!("{name}_b1_fwd_prepacked"),
+                    clock,
+                    flops,
+                    peak,
+                    || conv2d_forward_prepacked(kern, &g, &x, &packed, &epi, &mut y),
+                );
+            }
             rec.bench(
                 &mut c,
                 &format!("{name}_b{batch}_bwd_data"),

@@ -10,7 +10,9 @@ use kiln_runtime::kernels::conv::{
     conv_transpose2d_backward_weight, conv_transpose2d_forward, conv_transpose2d_forward_serial,
     conv2d_backward_bias, conv2d_backward_data, conv2d_backward_data_serial,
     conv2d_backward_scratch_len, conv2d_backward_weight, conv2d_backward_weight_serial,
-    conv2d_forward, conv2d_forward_scratch_len, conv2d_forward_serial,
+    conv2d_forward, conv2d_forward_prepacked, conv2d_forward_prepacked_scratch_len,
+    conv2d_forward_prepacked_serial, conv2d_forward_scratch_len, conv2d_forward_serial,
+    conv2d_pack_weights, conv2d_packed_weights_len,
 };
 use kiln_runtime::kernels::dispatch;
 use kiln_runtime::reference::conv as r;
@@ -116,6 +118,16 @@ fn check(
         let mut yt = vec![f32::NAN; g.output_len()];
         conv2d_forward(kern, g, &x, &w, &epi, &mut yt);
         same_bits("forward", &y, &yt, g);
+        // Weights packed once in advance give the same bits.
+        let mut packed = vec![f32::NAN; conv2d_packed_weights_len(kern, g)];
+        conv2d_pack_weights(kern, g, &w, &mut packed);
+        let mut pre_scratch = vec![f32::NAN; conv2d_forward_prepacked_scratch_len(kern, g)];
+        let mut yp = vec![f32::NAN; g.output_len()];
+        conv2d_forward_prepacked_serial(kern, g, &x, &packed, &epi, &mut yp, &mut pre_scratch);
+        same_bits("prepacked forward", &y, &yp, g);
+        let mut ypt = vec![f32::NAN; g.output_len()];
+        conv2d_forward_prepacked(kern, g, &x, &packed, &epi, &mut ypt);
+        same_bits("prepacked threaded forward", &y, &ypt, g);
 
         let mut scratch = vec![f32::NAN; conv2d_backward_scratch_len(kern, g)];
         let mut dx = vec![f32::NAN; g.input_len()];

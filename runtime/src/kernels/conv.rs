@@ -825,11 +825,19 @@ fn forward_col_len(g: &Conv2dGeometry) -> usize {
     if uses_shifted(g) {
         let (_, wp) = padded_dims(g);
         shifted_input_len(g) + (g.c_out / g.groups) * g.out_h() * wp
-    } else if packs_weights(g) {
+    } else if packs_weights(g) && !is_strided_1x1(g) {
         0
     } else {
         col_len(g)
     }
+}
+
+/// Whether the kernel is 1×1 without padding but strided (ResNet's
+/// projections): its column matrix is a cheap subsampled copy of the input,
+/// so it is built explicitly and multiplied as stored, which beats packing
+/// it element by element.
+fn is_strided_1x1(g: &Conv2dGeometry) -> bool {
+    g.kh == 1 && g.kw == 1 && g.pad == [0; 4] && !g.is_plain_product()
 }
 
 /// The scratch length (floats) of [`conv2d_forward_serial`].
@@ -901,7 +909,7 @@ fn forward_image(
         if g.is_plain_product() {
             let b = &x[grp * cig * hw..(grp + 1) * cig * hw];
             mm.run(kern, &gm, w.group(grp), b, yg, &steps[..used]);
-        } else if let GemmA::Packed(pa) = w.group(grp) {
+        } else if let (GemmA::Packed(pa), false) = (w.group(grp), is_strided_1x1(g)) {
             let b = Im2colB {
                 g,
                 x,
@@ -1031,18 +1039,43 @@ pub fn conv2d_forward_serial(
         scratch.len(),
         conv2d_forward_scratch_len(kern, g),
     );
+    if uses_direct(kern, g) {
+        return forward_serial_with(kern, g, x, plain_weights(g, w), epilogue, y, scratch);
+    }
+    let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, false));
+    let wts = prepare_weights(kern, g, w, false, pw);
+    forward_serial_with(kern, g, x, wts, epilogue, y, rest);
+}
+
+/// The weights as stored, for the paths that do not pack them.
+fn plain_weights<'a>(g: &Conv2dGeometry, w: &'a [f32]) -> Weights<'a> {
+    Weights {
+        data: w,
+        packed: false,
+        group_len: (g.c_out / g.groups) * g.col_rows(),
+    }
+}
+
+/// The forward pass on this thread with the weights prepared.
+fn forward_serial_with(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    wts: Weights<'_>,
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
     if uses_direct(kern, g) {
         for img in 0..g.n {
             let xi = &x[img * in_img..(img + 1) * in_img];
             let yi = &mut y[img * out_img..(img + 1) * out_img];
-            forward_direct_image(kern, g, xi, w, epilogue, yi, img, scratch);
+            forward_direct_image(kern, g, xi, wts.data, epilogue, yi, img, scratch);
         }
         return;
     }
-    let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, false));
-    let wts = prepare_weights(kern, g, w, false, pw);
-    let (col, pack) = rest.split_at_mut(forward_col_len(g));
+    let (col, pack) = scratch.split_at_mut(forward_col_len(g));
     let mut mm = Mm::Serial(pack);
     for img in 0..g.n {
         let xi = &x[img * in_img..(img + 1) * in_img];
@@ -1067,44 +1100,170 @@ pub fn conv2d_forward(
     y: &mut [f32],
 ) {
     use super::gemm::{Slot, with_scratch};
-    use super::parallel::{for_each_chunk_mut, worth_parallel};
     check_forward(g, x, w, epilogue, y);
+    if uses_direct(kern, g) {
+        return forward_threaded_with(kern, g, x, plain_weights(g, w), epilogue, y);
+    }
+    with_scratch(Slot::Weights, packed_weights_len(kern, g, false), |pw| {
+        let wts = prepare_weights(kern, g, w, false, pw);
+        forward_threaded_with(kern, g, x, wts, epilogue, y);
+    });
+}
+
+/// The forward pass over the thread pool with the weights prepared.
+#[cfg(feature = "std")]
+fn forward_threaded_with(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    wts: Weights<'_>,
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+) {
+    use super::gemm::{Slot, with_scratch};
+    use super::parallel::{for_each_chunk_mut, worth_parallel};
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
     let y = &mut y[..g.output_len()];
     let work = g.flops() / 2;
-    let direct = uses_direct(kern, g);
-    if direct {
+    if uses_direct(kern, g) {
         let len = direct_scratch_len(g);
         for_each_chunk_mut(y, out_img, work, |img, yi| {
             let xi = &x[img * in_img..(img + 1) * in_img];
             with_scratch(Slot::Conv, len, |scratch| {
-                forward_direct_image(kern, g, xi, w, epilogue, yi, img, scratch)
+                forward_direct_image(kern, g, xi, wts.data, epilogue, yi, img, scratch)
             });
         });
         return;
     }
-    with_scratch(Slot::Weights, packed_weights_len(kern, g, false), |pw| {
-        let wts = prepare_weights(kern, g, w, false, pw);
-        if g.n > 1 && worth_parallel(work) {
-            let len = forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g));
-            for_each_chunk_mut(y, out_img, work, |img, yi| {
-                let xi = &x[img * in_img..(img + 1) * in_img];
-                with_scratch(Slot::Conv, len, |scratch| {
-                    let (col, pack) = scratch.split_at_mut(forward_col_len(g));
-                    let mut mm = Mm::Serial(pack);
-                    forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut mm);
-                });
+    if g.n > 1 && worth_parallel(work) {
+        let len = forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g));
+        for_each_chunk_mut(y, out_img, work, |img, yi| {
+            let xi = &x[img * in_img..(img + 1) * in_img];
+            with_scratch(Slot::Conv, len, |scratch| {
+                let (col, pack) = scratch.split_at_mut(forward_col_len(g));
+                let mut mm = Mm::Serial(pack);
+                forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut mm);
             });
-            return;
-        }
-        with_scratch(Slot::Conv, forward_col_len(g), |col| {
-            for img in 0..g.n {
-                let xi = &x[img * in_img..(img + 1) * in_img];
-                let yi = &mut y[img * out_img..(img + 1) * out_img];
-                forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut Mm::Threaded);
-            }
         });
+        return;
+    }
+    with_scratch(Slot::Conv, forward_col_len(g), |col| {
+        for img in 0..g.n {
+            let xi = &x[img * in_img..(img + 1) * in_img];
+            let yi = &mut y[img * out_img..(img + 1) * out_img];
+            forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut Mm::Threaded);
+        }
     });
+}
+
+/// Floats of a convolution's weights in the form its forward pass uses
+/// with variant `kern`: packed GEMM panels per group, or (for the direct
+/// kernel and one-position outputs) the OIHW weights as they are.
+pub fn conv2d_packed_weights_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+    if uses_direct(kern, g) || !packs_weights(g) {
+        g.weight_len()
+    } else {
+        packed_weights_len(kern, g, false)
+    }
+}
+
+/// Puts the OIHW weights `w` into the form [`conv2d_forward_prepacked_serial`]
+/// takes (`out`: at least [`conv2d_packed_weights_len`] floats), once, so that
+/// an inference build packs constant weights at load time instead of at every
+/// call.
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+pub fn conv2d_pack_weights(kern: &Kernels, g: &Conv2dGeometry, w: &[f32], out: &mut [f32]) {
+    g.assert_valid();
+    check_len("weight", w.len(), g.weight_len());
+    let len = conv2d_packed_weights_len(kern, g);
+    check_len("packed weights", out.len(), len);
+    if uses_direct(kern, g) || !packs_weights(g) {
+        out[..len].copy_from_slice(&w[..len]);
+    } else {
+        prepare_weights(kern, g, w, false, out);
+    }
+}
+
+/// The view of weights packed by [`conv2d_pack_weights`].
+fn packed_view<'a>(kern: &Kernels, g: &Conv2dGeometry, packed: &'a [f32]) -> Weights<'a> {
+    check_len(
+        "packed weights",
+        packed.len(),
+        conv2d_packed_weights_len(kern, g),
+    );
+    if uses_direct(kern, g) || !packs_weights(g) {
+        plain_weights(g, packed)
+    } else {
+        Weights {
+            data: packed,
+            packed: true,
+            group_len: packed_a_len(kern, &weight_gemm(g, false)),
+        }
+    }
+}
+
+/// The scratch length (floats) of [`conv2d_forward_prepacked_serial`].
+pub fn conv2d_forward_prepacked_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+    if uses_direct(kern, g) {
+        direct_scratch_len(g)
+    } else {
+        forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g))
+    }
+}
+
+/// [`conv2d_forward_serial`] with weights packed in advance by
+/// [`conv2d_pack_weights`] for the same variant and geometry; `scratch` of
+/// at least [`conv2d_forward_prepacked_scratch_len`] floats. Allocation-free.
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+pub fn conv2d_forward_prepacked_serial(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    packed: &[f32],
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    g.assert_valid();
+    check_len("input", x.len(), g.input_len());
+    check_len("output", y.len(), g.output_len());
+    check_epilogue(g, epilogue);
+    check_len(
+        "scratch",
+        scratch.len(),
+        conv2d_forward_prepacked_scratch_len(kern, g),
+    );
+    let wts = packed_view(kern, g, packed);
+    forward_serial_with(kern, g, x, wts, epilogue, y, scratch);
+}
+
+/// [`conv2d_forward`] with weights packed in advance by
+/// [`conv2d_pack_weights`].
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv2d_forward_prepacked(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    packed: &[f32],
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+) {
+    g.assert_valid();
+    check_len("input", x.len(), g.input_len());
+    check_len("output", y.len(), g.output_len());
+    check_epilogue(g, epilogue);
+    let wts = packed_view(kern, g, packed);
+    forward_threaded_with(kern, g, x, wts, epilogue, y);
 }
 
 /// One image of backward-data: `dx` (one image) from `dy` (one image).
@@ -1260,7 +1419,7 @@ fn backward_weight_images(
             if g.is_plain_product() {
                 let b = &xi[grp * cig * hw..(grp + 1) * cig * hw];
                 mm.run(kern, &gm, GemmA::Plain(dyg), b, dwg, &[]);
-            } else if cog > 1 {
+            } else if cog > 1 && !is_strided_1x1(g) {
                 let b = Im2colB {
                     g,
                     x: xi,
@@ -1269,7 +1428,8 @@ fn backward_weight_images(
                 };
                 mm.run_custom(kern, &gm, AOperand::Plain(dyg), &b, dwg, &[]);
             } else {
-                // One output channel: the matrix-vector path needs B stored.
+                // One output channel (the matrix-vector path needs B stored)
+                // or a strided 1×1 kernel (see `is_strided_1x1`).
                 im2col(g, xi, grp, col);
                 mm.run(kern, &gm, GemmA::Plain(dyg), col, dwg, &[]);
             }

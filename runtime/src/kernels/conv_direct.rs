@@ -22,7 +22,7 @@ pub struct DirectShape {
     pub c_in: usize,
     /// Output channels (1 to [`DIRECT_MAX_C_OUT`]).
     pub c_out: usize,
-    /// Kernel height and width.
+    /// Kernel height.
     pub kh: usize,
     /// Kernel width.
     pub kw: usize,
