@@ -80,8 +80,13 @@ fn check_prelu(shape: ChannelShape, shared: bool, seed: u64) {
 }
 
 /// Checks maxout's kernel against the reference, forward and backward.
-fn check_maxout(shape: ChannelShape, k: usize, seed: u64) {
-    let x = uniform(seed, shape.len(), -3.0, 3.0);
+/// With `ties`, the input takes three values only, so the lowest-`j` rule
+/// for equal maxima is exercised.
+fn check_maxout(shape: ChannelShape, k: usize, ties: bool, seed: u64) {
+    let mut x = uniform(seed, shape.len(), -3.0, 3.0);
+    if ties {
+        x.iter_mut().for_each(|v| *v = v.round().clamp(-1.0, 1.0));
+    }
     let out = shape.len() / k;
     let dy = uniform(seed + 1, out, -1.0, 1.0);
     let (mut y, mut idx) = (vec![0.0; out], vec![0u32; out]);
@@ -184,8 +189,8 @@ proptest! {
     }
 
     #[test]
-    fn maxout_matches_reference(n in 1usize..4, groups in 1usize..4, k in 1usize..5, s in 1usize..30, seed: u64) {
-        check_maxout(ChannelShape { n, c: groups * k, spatial: s }, k, seed);
+    fn maxout_matches_reference(n in 1usize..4, groups in 1usize..4, k in 1usize..5, s in 1usize..30, ties: bool, seed: u64) {
+        check_maxout(ChannelShape { n, c: groups * k, spatial: s }, k, ties, seed);
     }
 
     #[test]

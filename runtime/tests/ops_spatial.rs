@@ -21,20 +21,12 @@ const ATOL: f32 = 1e-6;
 fn check_pool(g: Pool2d, seed: u64) {
     let x = uniform(seed, g.input_len(), -3.0, 3.0);
     let dy = uniform(seed + 1, g.output_len(), -1.0, 1.0);
+    check_max_pool(g, &x, &dy);
+    // Few distinct values: many ties, which must go to the first maximum in
+    // row-major window order in every code path.
+    let ties: Vec<f32> = x.iter().map(|v| v.round().clamp(-1.0, 1.0)).collect();
+    check_max_pool(g, &ties, &dy);
     let (il, ol) = (g.input_len(), g.output_len());
-    let (mut y, mut idx) = (vec![0.0; ol], vec![0u32; ol]);
-    let (mut want, mut want_idx) = (vec![0.0; ol], vec![0u32; ol]);
-    fast::max_pool2d_forward_with_indices(&x, &mut y, &mut idx, g);
-    reference::max_pool2d_forward(&x, &mut want, &mut want_idx, g);
-    assert_bits_eq(&format!("max pool {g:?}"), &y, &want);
-    assert_eq!(idx, want_idx, "max pool argmax {g:?}");
-    let mut plain = vec![0.0; ol];
-    fast::max_pool2d_forward(&x, &mut plain, g);
-    assert_bits_eq("max pool without indices", &plain, &want);
-    let (mut dx, mut want_dx) = (vec![5.0; il], vec![0.0; il]);
-    fast::max_pool2d_backward(&dy, &idx, &mut dx, g);
-    reference::max_pool2d_backward(&dy, &want_idx, &mut want_dx, g);
-    assert_bits_eq(&format!("max pool backward {g:?}"), &dx, &want_dx);
     for count_pad in [false, true] {
         let what = format!("avg pool count_pad={count_pad} {g:?}");
         let (mut y, mut want) = (vec![0.0; ol], vec![0.0; ol]);
@@ -46,6 +38,25 @@ fn check_pool(g: Pool2d, seed: u64) {
         reference::avg_pool2d_backward(&dy, &mut want_dx, g, count_pad);
         assert_close(&format!("{what} backward"), &dx, &want_dx, RTOL, ATOL);
     }
+}
+
+/// Checks max pooling (values, argmax, backward, and the forward without
+/// indices) on `x` against the reference.
+fn check_max_pool(g: Pool2d, x: &[f32], dy: &[f32]) {
+    let (il, ol) = (g.input_len(), g.output_len());
+    let (mut y, mut idx) = (vec![0.0; ol], vec![0u32; ol]);
+    let (mut want, mut want_idx) = (vec![0.0; ol], vec![0u32; ol]);
+    fast::max_pool2d_forward_with_indices(x, &mut y, &mut idx, g);
+    reference::max_pool2d_forward(x, &mut want, &mut want_idx, g);
+    assert_bits_eq(&format!("max pool {g:?}"), &y, &want);
+    assert_eq!(idx, want_idx, "max pool argmax {g:?}");
+    let mut plain = vec![0.0; ol];
+    fast::max_pool2d_forward(x, &mut plain, g);
+    assert_bits_eq("max pool without indices", &plain, &want);
+    let (mut dx, mut want_dx) = (vec![5.0; il], vec![0.0; il]);
+    fast::max_pool2d_backward(dy, &idx, &mut dx, g);
+    reference::max_pool2d_backward(dy, &want_idx, &mut want_dx, g);
+    assert_bits_eq(&format!("max pool backward {g:?}"), &dx, &want_dx);
 }
 
 /// Checks global average pooling on `planes × spatial` against the reference.
@@ -150,6 +161,13 @@ proptest! {
         // The 2×2 stride-2 fast path, odd sizes included (the last row or
         // column is then dropped).
         check_pool(Pool2d::square(n, c, h, w, 2, 2, 0), seed);
+    }
+
+    #[test]
+    fn three_by_three_pooling_matches_reference(n in 1usize..3, c in 1usize..3, h in 3usize..15, w in 3usize..15, s in 1usize..4, p in 0usize..2, seed: u64) {
+        // The unrolled 3×3 loop inside, the general one at clipped edges
+        // (ResNet's stem pool is 3×3, stride 2, padding 1).
+        check_pool(Pool2d::square(n, c, h, w, 3, s, p), seed);
     }
 
     #[test]

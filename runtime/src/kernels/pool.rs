@@ -215,6 +215,36 @@ fn window_max(
     (best, at as u32)
 }
 
+/// [`window_max`] for an unclipped `K × K` window with corner `(h0, w0)`:
+/// the same visiting order and tie rule, with loops the compiler unrolls.
+#[inline(always)]
+fn window_max_fixed<const K: usize>(x: &[f32], w: usize, h0: usize, w0: usize) -> (f32, u32) {
+    let mut best = x[h0 * w + w0];
+    let mut at = h0 * w + w0;
+    for a in 0..K {
+        let row = &x[(h0 + a) * w + w0..(h0 + a) * w + w0 + K];
+        for b in 0..K {
+            if row[b] > best {
+                best = row[b];
+                at = (h0 + a) * w + w0 + b;
+            }
+        }
+    }
+    (best, at as u32)
+}
+
+/// The max and argmax of output `(oh, ow)`'s window, through the unrolled
+/// 3×3 loop when the window is 3×3 and not clipped by padding.
+#[inline(always)]
+fn pooled_max(x: &[f32], g: &Pool2d, rows: (usize, usize), ow: usize) -> (f32, u32) {
+    let cols = g.cols(ow);
+    if g.kh == 3 && g.kw == 3 && rows.1 - rows.0 == 3 && cols.1 - cols.0 == 3 {
+        window_max_fixed::<3>(x, g.w, rows.0, cols.0)
+    } else {
+        window_max(x, g.w, rows, cols)
+    }
+}
+
 /// Max pooling forward (inference: no indices kept).
 pub fn max_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d) {
     g.check(x.len(), y.len());
@@ -241,7 +271,7 @@ pub fn max_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d) {
             }
             let rows = g.rows(oh);
             for (ow, yv) in yrow.iter_mut().enumerate() {
-                *yv = window_max(xp, g.w, rows, g.cols(ow)).0;
+                *yv = pooled_max(xp, &g, rows, ow).0;
             }
         }
     });
@@ -296,7 +326,7 @@ pub fn max_pool2d_forward_with_indices(x: &[f32], y: &mut [f32], argmax: &mut [u
             }
             let rows = g.rows(oh);
             for (ow, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
-                (*yv, *iv) = window_max(xp, g.w, rows, g.cols(ow));
+                (*yv, *iv) = pooled_max(xp, &g, rows, ow);
             }
         }
     });
