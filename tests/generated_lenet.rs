@@ -17,11 +17,14 @@ fn lenet5_forward_runs_and_is_deterministic() {
     assert_eq!(a.len(), 4 * 10);
     let b = net.forward(&x).unwrap().to_vec();
     assert_eq!(a, b);
-    // Each example alone gives the same output as in the batch.
+    // Each example alone gives the same output as in the batch, up to the
+    // rounding of a different GEMM path (matrix-vector at batch 1).
     let one = net
         .forward(&x[LeNet5::INPUT_LEN..2 * LeNet5::INPUT_LEN])
         .unwrap()
         .to_vec();
-    assert_eq!(&a[10..20], &one[..]);
+    for (p, q) in a[10..20].iter().zip(&one) {
+        assert!((p - q).abs() <= 1e-5 * p.abs().max(1.0), "{p} vs {q}");
+    }
     assert!(net.forward(&x[..5]).is_err());
 }
