@@ -558,7 +558,7 @@ impl<T: Real> Cx<'_, T> {
             .targets
             .as_ref()
             .ok_or_else(|| self.err(id, "needs targets, and the feed has none"))?;
-        let bad = |e: kiln_runtime::kernels::loss::LossError| self.err(id, format!("{e:?}"));
+        let bad = |e: kiln_runtime::kernels::loss::LossError| self.err(id, e.to_string());
         let value = match (l.kind.takes_class_index(), targets) {
             (true, Targets::Classes(labels)) => {
                 if labels.len() != n {
