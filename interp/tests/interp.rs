@@ -196,3 +196,31 @@ fn f32_matches_f64() {
         );
     }
 }
+
+#[test]
+fn flat_params_round_trip() {
+    use kiln_runtime::params::{ParamLayout, Params as Flat};
+    let graph = compile(&net("[2, 3]", "batch_norm\nflatten\nlinear: 2", "mse")).unwrap();
+    let (mut layout, mut buffers) = (ParamLayout::new(), ParamLayout::new());
+    for id in graph.node_ids() {
+        for p in &graph.node(id).params {
+            let l = if p.role.is_learned() {
+                &mut layout
+            } else {
+                &mut buffers
+            };
+            l.push(&p.name, p.shape.dims()).unwrap();
+        }
+    }
+    let mut flat = Flat::new(layout, buffers).unwrap();
+    let params: Params<f32> = random_params(&graph, 8);
+    assert!(kiln_interp::params_into_flat(&params, &mut flat).is_empty());
+    let back: Params<f32> = kiln_interp::params_from_flat(&flat);
+    assert_eq!(back, params);
+    let mut short = params.clone();
+    short.remove("linear0.bias");
+    assert_eq!(
+        kiln_interp::params_into_flat(&short, &mut flat),
+        ["linear0.bias"]
+    );
+}
