@@ -29,6 +29,15 @@ pub fn run<T: Real>(
     let order = graph
         .topo_order()
         .ok_or_else(|| Error::new(&graph.name, "the graph has a cycle"))?;
+    if let Some(id) = order
+        .iter()
+        .find(|&&id| graph.shape(graph.node(id).output).is_none())
+    {
+        return Err(Error::new(
+            graph.name_of(*id),
+            "the value has no shape; run shape inference first",
+        ));
+    }
     let mut cx = Cx {
         graph,
         feed,

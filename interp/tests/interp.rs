@@ -224,3 +224,29 @@ fn flat_params_round_trip() {
         ["linear0.bias"]
     );
 }
+
+#[test]
+fn unshaped_graph_is_an_error() {
+    use kiln_compiler::ast::Loc;
+    use kiln_compiler::ir::{Graph, NodeMeta, Op, Shape};
+    let mut g = Graph::new("U");
+    let x = g.add_input("x", Shape(vec![2]), Loc::Synthetic);
+    let meta = NodeMeta {
+        name: "relu0".into(),
+        loc: Loc::Synthetic,
+    };
+    g.add_node(
+        Op::Activation(kiln_compiler::ir::Activation::Relu),
+        vec![x],
+        meta,
+    );
+    let err = run(
+        &g,
+        &Feed::new(1, Mode::Inference).input("x", vec![1.0f64, -1.0]),
+        &mut Params::new(),
+    );
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "`relu0`: the value has no shape; run shape inference first"
+    );
+}
