@@ -1,14 +1,21 @@
 //! The long explanations `kilnc explain CODE` prints: what the error means,
 //! an example that causes it, and the fix.
 //!
-//! Every code of [`crate::codes`] has an entry; a test checks that. The
-//! front-ends' codes (`K0001`–`K0099`) are added here as they land.
+//! Every code of [`crate::codes`] (lowering, shapes, verification, `K0100`
+//! and up) has an entry here with a title, an example and the fix; the
+//! front-ends' codes (`K0001`–`K0099`) are explained by
+//! [`crate::frontend::codes::EXPLANATIONS`], which this module serves too.
+//! Tests check that every code of both tables is explained.
 
 use crate::codes::{self, code_str};
 use crate::diag::Code;
+use crate::frontend::codes as frontend_codes;
 
 /// The explanation of `code`, or `None` for a code kiln does not have.
 pub fn explain(code: Code) -> Option<String> {
+    if let Some(text) = frontend_codes::explanation(code) {
+        return Some(format!("{}: {}\n", code_str(code), text.trim()));
+    }
     ENTRIES
         .iter()
         .find(|(c, _, _)| *c == code)
@@ -17,7 +24,10 @@ pub fn explain(code: Code) -> Option<String> {
 
 /// Every code that has an explanation, in order.
 pub fn explained_codes() -> impl Iterator<Item = Code> {
-    ENTRIES.iter().map(|(c, _, _)| *c)
+    frontend_codes::EXPLANATIONS
+        .iter()
+        .map(|(c, _)| *c)
+        .chain(ENTRIES.iter().map(|(c, _, _)| *c))
 }
 
 const ENTRIES: &[(Code, &str, &str)] = &[
@@ -441,5 +451,13 @@ mod tests {
             assert!(text.contains("Example:") || c == codes::INTERNAL);
         }
         assert!(explain(Code(9999)).is_none());
+        for (c, _) in frontend_codes::EXPLANATIONS {
+            assert!(explain(*c).is_some_and(|t| t.starts_with(&code_str(*c))));
+        }
+        let all: Vec<Code> = explained_codes().collect();
+        let mut sorted = all.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(all, sorted, "codes are unique and in order");
     }
 }

@@ -1,7 +1,8 @@
 //! The compiler never panics on input: random chains of ops with random
 //! arguments (valid or not), random input shapes and random residual joins
 //! go through lowering, shape inference and verification; each run either
-//! checks or returns located diagnostics.
+//! checks or returns located diagnostics. The same random steps written as
+//! YAML go through the front-end, the pipeline and the renderer.
 
 mod common;
 
@@ -119,5 +120,50 @@ proptest! {
             networks: vec![network("R", &[("x", &shape)], body(vec![], result), &[("y", None)])],
         };
         check(module);
+    }
+
+    #[test]
+    fn random_yaml_never_panics(
+        shape in prop::collection::vec(0i64..20, 1..4),
+        steps in prop::collection::vec(step(), 0..8),
+        bind in any::<bool>(),
+    ) {
+        let mut yaml = format!("name: R\ninputs:\n  x: {shape:?}\nlayers:\n");
+        for (i, st) in steps.iter().enumerate() {
+            let mut words = st.split_whitespace();
+            let op = words.next().unwrap_or("relu");
+            let words: Vec<&str> = words.collect();
+            let extra = if bind && i == 0 { ", as: first" } else { "" };
+            let args = if words.iter().all(|w| !w.contains('=')) {
+                // Positional arguments: a list.
+                let items: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+                format!("[{}]", items.join(", "))
+            } else {
+                // Named arguments: a mapping (positional ones dropped).
+                let items: Vec<String> = words
+                    .iter()
+                    .filter_map(|w| w.split_once('='))
+                    .map(|(k, v)| format!("{k}: \"{v}\""))
+                    .collect();
+                format!("{{{}}}", items.join(", "))
+            };
+            yaml += &format!("  - {{{op}: {args}{extra}}}\n");
+        }
+        if bind {
+            yaml += "  - {add: [first, x]}\n";
+        }
+        yaml += "outputs: [y]\nloss: mse\n";
+        match kiln_compiler::frontend::parse_yaml(&yaml) {
+            Ok(module) => {
+                if let Err(d) = kiln_compiler::check(&module) {
+                    let text = kiln_compiler::render::render("r.yaml", &yaml, &d);
+                    prop_assert!(text.contains("r.yaml:"), "{text}");
+                }
+            }
+            Err(d) => {
+                let text = kiln_compiler::render::render("r.yaml", &yaml, &d);
+                prop_assert!(text.contains("error"), "{text}");
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Fuzz target: arbitrary bytes as a safetensors checkpoint. Parsing,
-//! strict loading into a small model and partial loading with renaming must
-//! return errors, never panic, and never allocate beyond the input's size.
+//! strict loading into a small model and partial loading with renaming (with
+//! and without dtype conversion) must return errors, never panic, and never
+//! allocate beyond the input's size.
 #![no_main]
 
 use kiln_runtime::checkpoint::{self, PartialLoad, TensorFile};
@@ -20,9 +21,11 @@ fuzz_target!(|data: &[u8]| {
     };
     for t in file.tensors() {
         let _ = file.f32_values(&t.name);
+        let _ = file.converted_f32_values(&t.name);
     }
     let mut p = model();
     let _ = checkpoint::load_from(&file, &mut p);
     let spec = PartialLoad::new().rule("a.*", "w.*").rule("*", "bn.*");
     let _ = checkpoint::load_partial_from(&file, &mut p, &spec);
+    let _ = checkpoint::load_partial_from(&file, &mut p, &spec.converting());
 });

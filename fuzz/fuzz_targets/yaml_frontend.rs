@@ -1,7 +1,9 @@
 //! Fuzz target: arbitrary bytes, as UTF-8, through the YAML front-end.
 //!
-//! The front-end must never panic: every input either parses or gives
-//! located diagnostics. Seeded with the models' YAML (`corpus/yaml_frontend`).
+//! Neither the front-end nor the pipeline after it (lowering, shape
+//! inference, verification, summary) may panic: every input either checks
+//! or gives located diagnostics. Seeded with the models' YAML
+//! (`corpus/yaml_frontend`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,5 +18,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let _ = kiln_compiler::frontend::print::module(&module);
+        if diags.is_empty() {
+            if let Ok(nets) = kiln_compiler::check(&module) {
+                for net in nets {
+                    let _ = net.summary.to_json();
+                }
+            }
+        }
     }
 });

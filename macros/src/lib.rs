@@ -235,6 +235,16 @@ mod tests {
                 r#"compile_error ! ("tests/data/broken.yaml:6:8: [K0001] invalid YAML: while parsing a flow mapping, did not find expected ',' or '}'")"#,
             ),
             (r#""tests/data/missing.yaml""#, "network!: cannot read"),
+            // A shape error found by the pipeline, located in the file; the
+            // type is still emitted, as a stub.
+            (
+                r#""tests/data/shape_error.yaml""#,
+                r#"compile_error ! ("tests/data/shape_error.yaml:5:5: [K0120] linear `linear0`: expected a rank-1 input [D], found [4, 26, 26]; put `flatten` before it")"#,
+            ),
+            (
+                r#""tests/data/shape_error.yaml""#,
+                "pub struct ShapeError ;",
+            ),
             ("\"tests/data/lenet5.yaml\"", "include_str ! ("),
             ("\"tests/data/lenet5.yaml\"", "pub struct LeNet5 {"),
             (

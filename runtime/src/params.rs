@@ -112,13 +112,15 @@ pub enum Problem {
         /// The shape the model expects.
         shape: Vec<usize>,
     },
-    /// The file's tensor is not F32.
-    #[error("tensor `{name}`: dtype {found}, expected F32")]
+    /// The file's tensor has a dtype the load does not accept.
+    #[error("tensor `{name}`: dtype {found}, expected {expected}")]
     Dtype {
         /// The tensor.
         name: String,
         /// Its dtype in the file.
         found: String,
+        /// The dtypes accepted (`F32`, or `F32 or F64 or F16 or BF16`).
+        expected: String,
     },
     /// The shapes differ.
     #[error("tensor `{name}`: expected shape {expected:?}, found {found:?}{}", into.as_ref().map(|t| format!(" (loading into `{t}`)")).unwrap_or_default())]
@@ -439,6 +441,11 @@ impl ParamLayout {
         if name.is_empty() {
             return Err(ToolkitError::Invalid("a tensor name is empty".into()));
         }
+        if name == "__metadata__" || name.starts_with("__optim__/") {
+            return Err(ToolkitError::Invalid(format!(
+                "tensor name `{name}` is reserved by the checkpoint format"
+            )));
+        }
         if self.index.contains_key(name) {
             return Err(ToolkitError::Invalid(format!(
                 "tensor `{name}` is declared twice in the layout"
@@ -676,5 +683,7 @@ mod tests {
         assert_eq!((s.name.as_str(), i), ("fc.weight", 1));
         assert!(l.locate(12).is_none());
         assert!(l.push("c.bias", &[1]).is_err());
+        assert!(l.push("__optim__/m/x", &[1]).is_err());
+        assert!(l.push("", &[1]).is_err());
     }
 }

@@ -236,6 +236,20 @@ fn gemm_fixed_cases() {
             ..base.clone()
         });
     }
+    // A matrix-vector product whose path once depended on the row split
+    // (a padded C column), found by the property test.
+    check(&Case {
+        m: 9,
+        n: 1,
+        k: 87,
+        trans_a: true,
+        trans_b: true,
+        pad: [1, 1, 1],
+        alpha: 1.8,
+        beta: 1.0,
+        steps: vec![Step::Residual, Step::Residual],
+        ..base.clone()
+    });
     // A full epilogue on a plain product.
     check(&Case {
         m: 20,

@@ -45,12 +45,20 @@ fn check_activation(act: Activation, x: &[f32], dy: &[f32]) {
     let mut inplace = x.to_vec();
     fast::activation_forward_in_place(act, &mut inplace);
     assert_bits_eq(&format!("{what} in place"), &inplace, &got);
+    let scalar: Vec<f32> = x.iter().map(|&v| act.apply_fast(v)).collect();
+    assert_bits_eq(&format!("{what} apply_fast (for epilogues)"), &scalar, &got);
 
     let mut want_dx = vec![0.0; x.len()];
     reference::activation_backward(act, x, dy, &mut want_dx);
     let mut got_dx = vec![0.0; x.len()];
     fast::activation_backward(act, x, dy, &mut got_dx);
     assert_close(&format!("{what} backward"), &got_dx, &want_dx, RTOL, ATOL);
+    let scalar: Vec<f32> = x
+        .iter()
+        .zip(dy)
+        .map(|(&v, &g)| act.backward_fast(v, g))
+        .collect();
+    assert_bits_eq(&format!("{what} backward_fast"), &scalar, &got_dx);
 }
 
 /// Checks PReLU's kernel against the reference, forward and backward.
@@ -399,7 +407,13 @@ fn parallel_kernels_are_bit_identical_on_one_and_two_threads() {
         fast_ew::add(&[&x, &dy, &d], &mut s);
         let mut c = vec![0.0; 2 * len];
         fast_ew::concat(&[&x, &dy], &[8, 8], 4, 64 * 64, &mut c);
-        out.extend([d, s, c]);
+        let mut acc = x.clone();
+        fast_ew::accumulate_scaled(&mut acc, 0.3, &dy);
+        let mut sc = vec![0.0; len];
+        fast_ew::scale(&x, 1.7, &mut sc);
+        let (mut p0, mut p1) = (vec![0.0; len], vec![0.0; len]);
+        fast_ew::split(&c, &[8, 8], 4, 64 * 64, &mut [&mut p0, &mut p1]);
+        out.extend([d, s, c, acc, sc, p0, p1]);
         out
     };
     let one = with_threads(1, run);
@@ -407,4 +421,18 @@ fn parallel_kernels_are_bit_identical_on_one_and_two_threads() {
     for (i, (a, b)) in one.iter().zip(&two).enumerate() {
         assert_bits_eq(&format!("output {i}"), a, b);
     }
+}
+
+#[test]
+fn seeds_sigmoid_of_a_small_layer_is_0_98_0_12() {
+    // σ(W·[1, −1] + b) with W = [[1, −2], [−1, 1]] and b = [1, 0]; the
+    // matrix-vector product by hand (GEMM is not this file's op).
+    let (w, x, b) = ([[1.0f32, -2.0], [-1.0, 1.0]], [1.0f32, -1.0], [1.0f32, 0.0]);
+    let z: Vec<f32> = (0..2)
+        .map(|i| w[i][0] * x[0] + w[i][1] * x[1] + b[i])
+        .collect();
+    assert_eq!(z, [4.0, -2.0]);
+    let mut y = [0.0; 2];
+    fast::activation_forward(Activation::Sigmoid, &z, &mut y);
+    assert_close("sigma", &y, &[0.98, 0.12], 0.0, 0.005);
 }

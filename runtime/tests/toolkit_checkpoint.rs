@@ -536,4 +536,47 @@ mod interop {
         opt.step(&mut p, 0.1).unwrap();
         assert_eq!(opt.steps(), 13);
     }
+
+    /// `python_dtypes.safetensors` holds F16, BF16 and F64 tensors (packed
+    /// by Python's `struct`): a converting partial load reads them exactly
+    /// (F64 rounded to f32); a plain one names each tensor and its dtype.
+    #[test]
+    fn half_bfloat_and_double_tensors_convert_on_request() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/python_dtypes.safetensors"
+        );
+        let layout = ParamLayout::from_specs([
+            ("h.weight", &[2, 3][..]),
+            ("b.weight", &[2][..]),
+            ("d.bias", &[2][..]),
+        ])
+        .unwrap();
+        let mut p = Params::new(layout, ParamLayout::new()).unwrap();
+        let spec = PartialLoad::new()
+            .rule("half.*", "h.*")
+            .rule("bf.*", "b.*")
+            .rule("dbl.*", "d.*");
+        let err = checkpoint::load_partial(path, &mut p, &spec).unwrap_err();
+        let ToolkitError::Mismatch { problems, .. } = &err else {
+            panic!("not a mismatch: {err}");
+        };
+        let mut problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        problems.sort();
+        assert_eq!(
+            problems,
+            [
+                "tensor `bf.weight`: dtype BF16, expected F32",
+                "tensor `dbl.bias`: dtype F64, expected F32",
+                "tensor `half.weight`: dtype F16, expected F32",
+            ]
+        );
+        checkpoint::load_partial(path, &mut p, &spec.converting()).unwrap();
+        assert_eq!(
+            p.get("h.weight").unwrap(),
+            [1.0, -2.0, 0.5, 2f32.powi(-14), 2f32.powi(-24), 65504.0]
+        );
+        assert_eq!(p.get("b.weight").unwrap(), [1.0, -3.140625]);
+        assert_eq!(p.get("d.bias").unwrap(), [0.1f64 as f32, 1e-3f64 as f32]);
+    }
 }

@@ -15,8 +15,14 @@ use crate::ast::{Arg, BinOp, Body, Expr, ExprKind, Ident, Loc, Stmt, UnOp};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::frontend::codes;
 
-/// How deep expressions may nest before the converter gives up.
-pub(crate) const MAX_DEPTH: usize = 64;
+/// How deep expressions may nest before the converter gives up. A method
+/// chain nests one level per layer (`x.a().b()` is `b(a(x))`), so this is
+/// also the longest chain a single expression may hold.
+pub(crate) const MAX_DEPTH: usize = 512;
+
+/// How deep brackets may nest (groups in macro tokens, brackets in a YAML
+/// expression string); `syn` recurses several frames per level.
+pub(crate) const MAX_NESTING: usize = 64;
 
 /// Maps `syn` spans to AST locations.
 pub(crate) trait Locator {

@@ -535,3 +535,25 @@ fn zoo_models_parse() {
         assert_eq!(module.networks.len(), 1, "{}", path.display());
     }
 }
+
+#[test]
+fn long_chains_are_accepted() {
+    // 300 layers in one method chain, and as 300 YAML steps: deep, but not
+    // nested, so both syntaxes take them and print alike.
+    let n = 300;
+    let macro_src = format!("pub network N(x: [4]) -> y {{ x{} }}", ".relu()".repeat(n));
+    let yaml_src = format!(
+        "name: N\ninputs: {{x: [4]}}\nlayers:\n{}outputs: [y]\n",
+        "  - relu\n".repeat(n)
+    );
+    let from_yaml = run_yaml(&yaml_src);
+    assert_eq!(from_yaml.matches("(relu)").count(), n, "{from_yaml}");
+    check(run_tokens, &macro_src, &from_yaml);
+    // Past the limit, a located error rather than a stack overflow.
+    let too_long = format!("network N(x: [4]) -> y {{ x{} }}", ".relu()".repeat(600));
+    check(
+        run_tokens,
+        &too_long,
+        "1:26 K0010 expression nests deeper than 512 levels",
+    );
+}

@@ -23,7 +23,7 @@ use syn::{Token, bracketed, parenthesized};
 use crate::ast::{Block, Dim, Ident, Input, Loc, Loss, Module, Network, Output, Param};
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::frontend::codes;
-use crate::frontend::expr::{Converter, MAX_DEPTH, MacroLocator};
+use crate::frontend::expr::{Converter, MAX_NESTING, MacroLocator};
 
 /// A network that failed to parse, known by its header.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub fn parse(tokens: TokenStream) -> Parsed {
         out.diagnostics.push(Diagnostic::error(
             codes::TOO_DEEP,
             Loc::Macro(span),
-            format!("the tokens nest deeper than {MAX_DEPTH} levels"),
+            format!("the tokens nest deeper than {MAX_NESTING} levels"),
         ));
         return out;
     }
@@ -115,13 +115,13 @@ pub(crate) fn push_syn(diags: &mut Diagnostics, code: Code, err: syn::Error) {
     }
 }
 
-/// The span of the first group nested deeper than [`MAX_DEPTH`], if any.
+/// The span of the first group nested deeper than [`MAX_NESTING`], if any.
 fn too_deep(tokens: &TokenStream) -> Option<Span> {
     let mut stack = vec![tokens.clone().into_iter()];
     while let Some(top) = stack.last_mut() {
         match top.next() {
             Some(TokenTree::Group(g)) => {
-                if stack.len() >= MAX_DEPTH {
+                if stack.len() >= MAX_NESTING {
                     return Some(g.span());
                 }
                 stack.push(g.stream().into_iter());

@@ -679,7 +679,7 @@ impl Reader<'_, '_> {
     /// Parses a string scalar with the macro's expression grammar.
     fn expr_string(&mut self, s: &Scalar) -> Expr {
         if s.value.len() > MAX_EXPR_LEN
-            || bracket_depth(&s.value) > crate::frontend::expr::MAX_DEPTH
+            || bracket_depth(&s.value) > crate::frontend::expr::MAX_NESTING
         {
             self.error(
                 codes::TOO_DEEP,

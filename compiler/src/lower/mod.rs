@@ -1117,28 +1117,34 @@ impl<'m> Lowerer<'m> {
         name_override: Option<(String, Loc)>,
         at: Loc,
     ) -> Option<String> {
-        let ctx = self
-            .names
-            .last_mut()
-            .expect("lowering always has a name context");
-        let (name, loc) = match name_override {
-            Some((n, l)) => (format!("{}{n}", ctx.prefix), Some(l)),
-            None => {
-                let k = ctx.counters.entry(base.to_string()).or_insert(0);
-                let n = format!("{}{base}{k}", ctx.prefix);
-                *k += 1;
-                (n, None)
-            }
-        };
+        let name = self.next_name(base, name_override.as_ref().map(|(n, _)| n.as_str()));
         if !self.used_names.insert(name.clone()) {
             self.error(
                 codes::DUPLICATE_NAME,
-                loc.unwrap_or(at),
+                name_override.map(|(_, l)| l).unwrap_or(at),
                 format!("two layers are named `{name}`; layer names must be unique"),
             );
             return None;
         }
         Some(name)
+    }
+
+    /// The next name for `base` in the current block instance (or the
+    /// override), with the instance's prefix; not yet registered.
+    fn next_name(&mut self, base: &str, name_override: Option<&str>) -> String {
+        let ctx = self
+            .names
+            .last_mut()
+            .expect("lowering always has a name context");
+        match name_override {
+            Some(n) => format!("{}{n}", ctx.prefix),
+            None => {
+                let k = ctx.counters.entry(base.to_string()).or_insert(0);
+                let n = format!("{}{base}{k}", ctx.prefix);
+                *k += 1;
+                n
+            }
+        }
     }
 
     fn call_block(
@@ -1227,11 +1233,8 @@ impl<'m> Lowerer<'m> {
         if !ok {
             return Val::Poison;
         }
-        let Some(prefix) = self.layer_name(bname, name_override, loc) else {
-            return Val::Poison;
-        };
-        // Used block instance names do not block layers of the same name.
-        self.used_names.remove(&prefix);
+        // A block instance is not a layer: its name only prefixes its layers'.
+        let prefix = self.next_name(bname, name_override.as_ref().map(|(n, _)| n.as_str()));
 
         let saved = std::mem::replace(&mut self.scopes, vec![Scope::default()]);
         self.names.push(NameCtx {

@@ -1,9 +1,10 @@
 //! Passes over the IR, one file each, each a function from a graph to a
 //! graph (or to collected diagnostics).
 //!
-//! In pipeline order: [`infer_shapes`] (every value gets a static shape),
-//! then [`verify`] after every stage; [`autodiff`] builds the joint
-//! forward + backward graph for training.
+//! In pipeline order: [`infer_shapes()`] (every value gets a static shape),
+//! [`verify()`] after every stage; [`autodiff()`] builds the joint
+//! forward + backward graph for training; [`plan_memory`] places buffers
+//! in one arena when a plan is built.
 
 pub mod autodiff;
 pub mod infer_shapes;

@@ -130,7 +130,7 @@ fn map_in_place<F: Fn(f32) -> f32 + Sync + Send>(y: &mut [f32], cost: usize, f: 
 
 /// Computes `dx = g(x, dy)` elementwise, in parallel chunks.
 #[inline(always)]
-fn map_binary<F: Fn(f32, f32) -> f32 + Sync + Send>(
+fn map_binary<F: Fn((f32, f32)) -> f32 + Sync + Send>(
     x: &[f32],
     dy: &[f32],
     dx: &mut [f32],
@@ -146,43 +146,133 @@ fn map_binary<F: Fn(f32, f32) -> f32 + Sync + Send>(
         let xc = &x[i * ELEMENT_CHUNK..][..dc.len()];
         let gc = &dy[i * ELEMENT_CHUNK..][..dc.len()];
         for ((d, &xv), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-            *d = g(xv, gv);
+            *d = g((xv, gv));
         }
     });
 }
 
-/// Dispatches `$map` with the forward rule of `$act` as a closure, one
-/// monomorphized loop per variant.
-macro_rules! forward_rules {
-    ($act:expr, $map:ident, $($arg:expr),*) => {
-        match $act {
-            Activation::Identity => $map($($arg,)* 1, |v| v),
-            Activation::Relu => $map($($arg,)* 1, |v: f32| v.max(0.0)),
-            Activation::LeakyRelu(a) => $map($($arg,)* 1, move |v: f32| if v > 0.0 { v } else { a * v }),
-            Activation::Elu(a) => $map($($arg,)* 8, move |v: f32| {
-                let e = a * (exp_approx(v) - 1.0);
-                if v > 0.0 { v } else { e }
-            }),
-            Activation::Selu => $map($($arg,)* 8, |v: f32| {
-                let e = SELU_SCALE * SELU_ALPHA * (exp_approx(v) - 1.0);
-                if v > 0.0 { SELU_SCALE * v } else { e }
-            }),
-            Activation::Sigmoid => $map($($arg,)* 8, sigmoid_fast),
-            Activation::Tanh => $map($($arg,)* 8, tanh_approx),
-            Activation::Swish => $map($($arg,)* 8, |v: f32| v * sigmoid_fast(v)),
-            Activation::Step => $map($($arg,)* 1, |v: f32| if v > 0.0 { 1.0 } else { 0.0 }),
+/// The forward rule of `act` at `v` with the vectorizable approximations:
+/// exactly what [`activation_forward`] computes per element (and what
+/// [`Activation::apply_fast`] returns, for epilogues that must match).
+#[inline(always)]
+pub fn forward_fast(act: Activation, v: f32) -> f32 {
+    match act {
+        Activation::Identity => v,
+        Activation::Relu => v.max(0.0),
+        Activation::LeakyRelu(a) => {
+            if v > 0.0 {
+                v
+            } else {
+                a * v
+            }
         }
-    };
+        Activation::Elu(a) => {
+            let e = a * (exp_approx(v) - 1.0);
+            if v > 0.0 { v } else { e }
+        }
+        Activation::Selu => {
+            let e = SELU_SCALE * SELU_ALPHA * (exp_approx(v) - 1.0);
+            if v > 0.0 { SELU_SCALE * v } else { e }
+        }
+        Activation::Sigmoid => sigmoid_fast(v),
+        Activation::Tanh => tanh_approx(v),
+        Activation::Swish => v * sigmoid_fast(v),
+        Activation::Step => {
+            if v > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// The backward rule of `act`: `g · act'(v)` with the approximations,
+/// exactly what [`activation_backward`] computes per element.
+#[inline(always)]
+pub fn backward_fast(act: Activation, v: f32, g: f32) -> f32 {
+    match act {
+        Activation::Identity => g,
+        Activation::Relu => {
+            if v > 0.0 {
+                g
+            } else {
+                0.0
+            }
+        }
+        Activation::LeakyRelu(a) => {
+            if v > 0.0 {
+                g
+            } else {
+                a * g
+            }
+        }
+        Activation::Elu(a) => {
+            let d = a * exp_approx(v);
+            if v > 0.0 { g } else { g * d }
+        }
+        Activation::Selu => {
+            let d = SELU_SCALE * SELU_ALPHA * exp_approx(v);
+            if v > 0.0 { g * SELU_SCALE } else { g * d }
+        }
+        Activation::Sigmoid => {
+            let s = sigmoid_fast(v);
+            g * s * (1.0 - s)
+        }
+        Activation::Tanh => {
+            let t = tanh_approx(v);
+            g * (1.0 - t * t)
+        }
+        Activation::Swish => {
+            let s = sigmoid_fast(v);
+            g * (s + v * s * (1.0 - s))
+        }
+        Activation::Step => 0.0,
+    }
+}
+
+/// Work per element of an activation, for the parallel threshold.
+fn cost(act: Activation) -> usize {
+    match act {
+        Activation::Identity | Activation::Relu | Activation::LeakyRelu(_) | Activation::Step => 1,
+        _ => 8,
+    }
+}
+
+/// Dispatches `$map` with `$rule` specialized to each variant: inside each
+/// arm the variant is a constant, so the rule's `match` folds away and each
+/// variant gets its own tight loop.
+macro_rules! per_variant {
+    ($act:expr, $rule:ident, $map:ident, $($arg:expr),*) => {{
+        let c = cost($act);
+        match $act {
+            Activation::Identity => $map($($arg,)* c, |v| $rule(Activation::Identity, v)),
+            Activation::Relu => $map($($arg,)* c, |v| $rule(Activation::Relu, v)),
+            Activation::LeakyRelu(a) => $map($($arg,)* c, move |v| $rule(Activation::LeakyRelu(a), v)),
+            Activation::Elu(a) => $map($($arg,)* c, move |v| $rule(Activation::Elu(a), v)),
+            Activation::Selu => $map($($arg,)* c, |v| $rule(Activation::Selu, v)),
+            Activation::Sigmoid => $map($($arg,)* c, |v| $rule(Activation::Sigmoid, v)),
+            Activation::Tanh => $map($($arg,)* c, |v| $rule(Activation::Tanh, v)),
+            Activation::Swish => $map($($arg,)* c, |v| $rule(Activation::Swish, v)),
+            Activation::Step => $map($($arg,)* c, |v| $rule(Activation::Step, v)),
+        }
+    }};
+}
+
+/// `backward_fast` taking its two inputs as a pair, for [`per_variant`].
+#[inline(always)]
+fn backward_pair(act: Activation, vg: (f32, f32)) -> f32 {
+    backward_fast(act, vg.0, vg.1)
 }
 
 /// `y = act(x)` elementwise. `x` and `y` have the same length.
 pub fn activation_forward(act: Activation, x: &[f32], y: &mut [f32]) {
-    forward_rules!(act, map_unary, x, y)
+    per_variant!(act, forward_fast, map_unary, x, y)
 }
 
 /// `y = act(y)` elementwise, in place.
 pub fn activation_forward_in_place(act: Activation, y: &mut [f32]) {
-    forward_rules!(act, map_in_place, y)
+    per_variant!(act, forward_fast, map_in_place, y)
 }
 
 /// `dx = dy · act'(x)` elementwise, where `x` is the activation's input (the
@@ -190,34 +280,7 @@ pub fn activation_forward_in_place(act: Activation, y: &mut [f32]) {
 /// `dx` is zero (the op has no useful gradient; see
 /// [`Activation::is_differentiable`]).
 pub fn activation_backward(act: Activation, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    match act {
-        Activation::Identity => map_binary(x, dy, dx, 1, |_, g| g),
-        Activation::Relu => map_binary(x, dy, dx, 1, |v, g| if v > 0.0 { g } else { 0.0 }),
-        Activation::LeakyRelu(a) => {
-            map_binary(x, dy, dx, 1, move |v, g| if v > 0.0 { g } else { a * g })
-        }
-        Activation::Elu(a) => map_binary(x, dy, dx, 8, move |v, g| {
-            let d = a * exp_approx(v);
-            if v > 0.0 { g } else { g * d }
-        }),
-        Activation::Selu => map_binary(x, dy, dx, 8, |v, g| {
-            let d = SELU_SCALE * SELU_ALPHA * exp_approx(v);
-            if v > 0.0 { g * SELU_SCALE } else { g * d }
-        }),
-        Activation::Sigmoid => map_binary(x, dy, dx, 8, |v, g| {
-            let s = sigmoid_fast(v);
-            g * s * (1.0 - s)
-        }),
-        Activation::Tanh => map_binary(x, dy, dx, 8, |v, g| {
-            let t = tanh_approx(v);
-            g * (1.0 - t * t)
-        }),
-        Activation::Swish => map_binary(x, dy, dx, 8, |v, g| {
-            let s = sigmoid_fast(v);
-            g * (s + v * s * (1.0 - s))
-        }),
-        Activation::Step => map_binary(x, dy, dx, 1, |_, _| 0.0),
-    }
+    per_variant!(act, backward_pair, map_binary, x, dy, dx)
 }
 
 /// The shape PReLU and maxout see: `n` examples of `c` channels of

@@ -6,7 +6,9 @@
 //! group:
 //!
 //! - forward: `y_g = W_g · col(x_g)`, with the [`ConvEpilogue`] list (bias per
-//!   channel, scale, activation, residual) fused into the GEMM's epilogue;
+//!   channel, scale, activation, residual) fused into the GEMM's epilogue; the
+//!   weights are packed once per call and the column matrix is never stored:
+//!   the GEMM packs its panels straight from the input (an implicit im2col);
 //! - backward-data: `col(dx_g) = W_gᵀ · dy_g`, then `col2im` adds the columns
 //!   back into `dx`;
 //! - backward-weight: `dW_g = Σ_n dy_g · col(x_g)ᵀ`, images in order;
@@ -31,8 +33,8 @@
 use super::conv_direct::{self, DirectShape};
 use super::dispatch::Kernels;
 use super::gemm::{
-    Epilogue, Gemm, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
-    sgemm_packed_serial_with, sgemm_serial_with,
+    AOperand, Epilogue, Gemm, PackB, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
+    sgemm_custom_serial_with, sgemm_packed_serial_with, sgemm_serial_with,
 };
 use crate::activation::Activation;
 
@@ -479,6 +481,101 @@ fn col2im(g: &Conv2dGeometry, col: &[f32], grp: usize, dx: &mut [f32]) {
     }
 }
 
+/// The column matrix of one image and group, never stored: it packs its
+/// GEMM panels straight from the input (an implicit im2col), one cache block
+/// at a time, copying runs of consecutive output positions. As the forward
+/// pass's B its rows are taps and its columns positions; `transposed` (the
+/// weight gradient's `colᵀ`) swaps them.
+struct Im2colB<'a> {
+    g: &'a Conv2dGeometry,
+    /// One image.
+    x: &'a [f32],
+    grp: usize,
+    transposed: bool,
+}
+
+impl Im2colB<'_> {
+    /// Writes the column-matrix values of tap `tap` at output positions
+    /// `pos0 .. pos0 + len` to `out[0]`, `out[stride]`, `out[2·stride]`, …
+    fn gather(&self, tap: usize, pos0: usize, len: usize, out: &mut [f32], stride: usize) {
+        let g = self.g;
+        let ow = g.out_w();
+        let cig = g.c_in / g.groups;
+        let taps = g.kh * g.kw;
+        let (cl, r, s) = (tap / taps, (tap / g.kw) % g.kh, tap % g.kw);
+        let plane = g.h * g.w;
+        let xc = &self.x[(self.grp * cig + cl) * plane..(self.grp * cig + cl + 1) * plane];
+        let (lo, hi) = valid_range(ow, g.w, g.stride[1], s * g.dilation[1], g.pad[1]);
+        // Walk the positions one output row at a time.
+        let mut o = 0;
+        while o < len {
+            let j = pos0 + o;
+            let (oy, ox0) = (j / ow, j % ow);
+            let run = (ow - ox0).min(len - o);
+            let iy = (oy * g.stride[0] + r * g.dilation[0]) as isize - g.pad[0] as isize;
+            let (a, b) = (lo.max(ox0), hi.min(ox0 + run));
+            let src: &[f32] = if iy < 0 || iy >= g.h as isize || a >= b {
+                &[]
+            } else {
+                &xc[iy as usize * g.w..(iy as usize + 1) * g.w]
+            };
+            let ix0 = (a * g.stride[1] + s * g.dilation[1]).wrapping_sub(g.pad[1]);
+            if stride == 1 {
+                let seg = &mut out[o..o + run];
+                if src.is_empty() {
+                    seg.fill(0.0);
+                } else {
+                    seg[..a - ox0].fill(0.0);
+                    seg[b - ox0..].fill(0.0);
+                    let valid = &mut seg[a - ox0..b - ox0];
+                    if g.stride[1] == 1 {
+                        valid.copy_from_slice(&src[ix0..ix0 + (b - a)]);
+                    } else {
+                        for (k, v) in valid.iter_mut().enumerate() {
+                            *v = src[ix0 + k * g.stride[1]];
+                        }
+                    }
+                }
+            } else {
+                for q in 0..run {
+                    let ox = ox0 + q;
+                    out[(o + q) * stride] = if src.is_empty() || ox < a || ox >= b {
+                        0.0
+                    } else {
+                        src[ix0 + (ox - a) * g.stride[1]]
+                    };
+                }
+            }
+            o += run;
+        }
+    }
+}
+
+impl PackB for Im2colB<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            if !self.transposed {
+                // Row p of the panel: tap pc + p at positions jc + jr ...
+                for p in 0..kb {
+                    let d = &mut dst[p * nr..(p + 1) * nr];
+                    d[nw..].fill(0.0);
+                    self.gather(pc + p, jc + jr, nw, d, 1);
+                }
+            } else {
+                // Column q of the panel: tap jc + jr + q at positions pc ...
+                if nw < nr {
+                    dst.fill(0.0);
+                }
+                for q in 0..nw {
+                    self.gather(jc + jr + q, pc, kb, &mut dst[q..], nr);
+                }
+            }
+        }
+    }
+}
+
 /// The output columns `lo .. hi` whose input column `o·stride + offset − pad`
 /// lies inside `0 .. w`.
 fn valid_range(ow: usize, w: usize, stride: usize, offset: usize, pad: usize) -> (usize, usize) {
@@ -550,6 +647,25 @@ impl Mm<'_> {
             (Mm::Threaded, GemmA::Plain(a)) => super::gemm::sgemm_with(kern, g, a, b, c, e),
             #[cfg(feature = "std")]
             (Mm::Threaded, GemmA::Packed(a)) => super::gemm::sgemm_packed_with(kern, g, a, b, c, e),
+        }
+    }
+}
+
+impl Mm<'_> {
+    /// A product with a self-packing B.
+    fn run_custom(
+        &mut self,
+        kern: &Kernels,
+        g: &Gemm,
+        a: AOperand<'_>,
+        b: &dyn PackB,
+        c: &mut [f32],
+        e: &[Epilogue<'_>],
+    ) {
+        match self {
+            Mm::Serial(s) => sgemm_custom_serial_with(kern, g, a, b, c, e, s),
+            #[cfg(feature = "std")]
+            Mm::Threaded => super::gemm::sgemm_custom_with(kern, g, a, b, c, e),
         }
     }
 }
@@ -628,12 +744,102 @@ fn col_len(g: &Conv2dGeometry) -> usize {
     }
 }
 
+/// Whether the forward pass takes the shifted path: stride 1 and a real
+/// window (see [`ShiftedB`]), weights packed.
+fn uses_shifted(g: &Conv2dGeometry) -> bool {
+    g.stride == [1, 1] && !g.is_plain_product() && packs_weights(g)
+}
+
+/// The GEMM of one image and group of the forward pass: over the output
+/// positions, or over the extended positions on the shifted path.
+fn forward_gemm(g: &Conv2dGeometry) -> Gemm {
+    if uses_shifted(g) {
+        let (_, wp) = padded_dims(g);
+        Gemm::new(g.c_out / g.groups, g.out_h() * wp, g.col_rows())
+    } else {
+        image_gemm(g)
+    }
+}
+
+/// The padded input's height and width.
+fn padded_dims(g: &Conv2dGeometry) -> (usize, usize) {
+    (g.h + g.pad[0] + g.pad[2], g.w + g.pad[1] + g.pad[3])
+}
+
+/// Floats of one image's padded input plus the zero tail the last shifted
+/// panel may read.
+fn shifted_input_len(g: &Conv2dGeometry) -> usize {
+    let (hp, wp) = padded_dims(g);
+    g.c_in * hp * wp + (g.kw - 1) * g.dilation[1] + 64
+}
+
+/// Copies one image into the zero-padded planes `xp` (and zeroes the tail).
+fn pad_input(g: &Conv2dGeometry, x: &[f32], xp: &mut [f32]) {
+    let (hp, wp) = padded_dims(g);
+    xp.fill(0.0);
+    for c in 0..g.c_in {
+        for iy in 0..g.h {
+            let dst = (c * hp + iy + g.pad[0]) * wp + g.pad[1];
+            xp[dst..dst + g.w].copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+        }
+    }
+}
+
+/// The column matrix of a stride-1 convolution over the *extended*
+/// positions `p = oy·Wp + ox` (`ox < Wp`) of the padded input: tap
+/// `(c, r, s)` reads `xp[c·Hp·Wp + r·dh·Wp + s·dw + p]`, so each row of a
+/// packed panel is one contiguous copy. Positions with `ox ≥ out_w` are
+/// computed and dropped when the result is stored.
+struct ShiftedB<'a> {
+    /// The group's padded input planes (and the tail).
+    x: &'a [f32],
+    plane: usize,
+    wp: usize,
+    g: &'a Conv2dGeometry,
+}
+
+impl PackB for ShiftedB<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        let g = self.g;
+        let taps = g.kh * g.kw;
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            for p in 0..kb {
+                let tap = pc + p;
+                let (cl, r, s) = (tap / taps, (tap / g.kw) % g.kh, tap % g.kw);
+                let at =
+                    cl * self.plane + r * g.dilation[0] * self.wp + s * g.dilation[1] + jc + jr;
+                let d = &mut dst[p * nr..(p + 1) * nr];
+                d[..nw].copy_from_slice(&self.x[at..at + nw]);
+                d[nw..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Floats of the column matrix (or padded input and extended output) the
+/// forward pass keeps in scratch: the shifted path's buffers, nothing when
+/// it packs the column matrix implicitly, else the explicit column matrix.
+fn forward_col_len(g: &Conv2dGeometry) -> usize {
+    if uses_shifted(g) {
+        let (_, wp) = padded_dims(g);
+        shifted_input_len(g) + (g.c_out / g.groups) * g.out_h() * wp
+    } else if packs_weights(g) {
+        0
+    } else {
+        col_len(g)
+    }
+}
+
 /// The scratch length (floats) of [`conv2d_forward_serial`].
 pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
     if uses_direct(kern, g) {
         return direct_scratch_len(g);
     }
-    packed_weights_len(kern, g, false) + col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g))
+    packed_weights_len(kern, g, false)
+        + forward_col_len(g)
+        + gemm_scratch_len_with(kern, &forward_gemm(g))
 }
 
 /// The scratch length (floats) of [`conv2d_backward_data_serial`] and
@@ -664,23 +870,49 @@ fn forward_image(
     let gm = image_gemm(g);
     let hw = g.h * g.w;
     let cig = g.c_in / g.groups;
+    if uses_shifted(g) {
+        // Stride 1: every tap's row of the column matrix is a shifted slice
+        // of the padded input, over the extended positions oy·Wp + ox.
+        let (hp, wp) = padded_dims(g);
+        let (xp, yext) = col.split_at_mut(shifted_input_len(g));
+        pad_input(g, x, xp);
+        let n_ext = g.out_h() * wp;
+        let gm = forward_gemm(g);
+        for grp in 0..g.groups {
+            let GemmA::Packed(pa) = w.group(grp) else {
+                unreachable!("forward_image: the shifted path packs its weights")
+            };
+            let b = ShiftedB {
+                x: &xp[grp * cig * hp * wp..],
+                plane: hp * wp,
+                wp,
+                g,
+            };
+            let yg = &mut yext[..cog * n_ext];
+            mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &[]);
+            store_extended(g, yg, n_ext, wp, y, epilogue, img, grp * cog, cog);
+        }
+        return;
+    }
     for grp in 0..g.groups {
         let mut steps = [Epilogue::Scale(1.0); MAX_EPILOGUE];
         let used = gemm_epilogue(g, epilogue, img, grp, &mut steps);
-        let b: &[f32] = if g.is_plain_product() {
-            &x[grp * cig * hw..(grp + 1) * cig * hw]
+        let yg = &mut y[grp * cog * plane..(grp + 1) * cog * plane];
+        if g.is_plain_product() {
+            let b = &x[grp * cig * hw..(grp + 1) * cig * hw];
+            mm.run(kern, &gm, w.group(grp), b, yg, &steps[..used]);
+        } else if let GemmA::Packed(pa) = w.group(grp) {
+            let b = Im2colB {
+                g,
+                x,
+                grp,
+                transposed: false,
+            };
+            mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &steps[..used]);
         } else {
             im2col(g, x, grp, col);
-            col
-        };
-        mm.run(
-            kern,
-            &gm,
-            w.group(grp),
-            b,
-            &mut y[grp * cog * plane..(grp + 1) * cog * plane],
-            &steps[..used],
-        );
+            mm.run(kern, &gm, w.group(grp), col, yg, &steps[..used]);
+        }
     }
 }
 
@@ -704,8 +936,6 @@ fn forward_direct_image(
         )
     };
     let s = direct_shape(g);
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let plane = oh * ow;
     let padded = s.c_in * s.hp * s.wp + conv_direct::tail_len(&s);
     let (xp, rest) = scratch.split_at_mut(padded);
     let yext = &mut rest[..s.c_out * s.ext];
@@ -720,10 +950,31 @@ fn forward_direct_image(
     // (padded input plus tail, OIHW weight, c_out extended planes), c_out is
     // at most 16 (uses_direct), and the table checked the CPU's features.
     unsafe { direct(&s, xp, w, yext) };
-    for co in 0..g.c_out {
+    store_extended(g, yext, s.ext, s.wp, y, epilogue, img, 0, g.c_out);
+}
+
+/// Copies channels `co0 .. co0 + count` of an extended output (`yext`, one
+/// plane of `stride` floats per channel, rows `wp` apart) into their place in
+/// one image's `y`, dropping the columns past `out_w`, and applies the
+/// epilogue per channel.
+fn store_extended(
+    g: &Conv2dGeometry,
+    yext: &[f32],
+    stride: usize,
+    wp: usize,
+    y: &mut [f32],
+    epilogue: &[ConvEpilogue<'_>],
+    img: usize,
+    co0: usize,
+    count: usize,
+) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let plane = oh * ow;
+    for q in 0..count {
+        let co = co0 + q;
         let yc = &mut y[co * plane..(co + 1) * plane];
         for oy in 0..oh {
-            let src = &yext[co * s.ext + oy * s.wp..co * s.ext + oy * s.wp + ow];
+            let src = &yext[q * stride + oy * wp..q * stride + oy * wp + ow];
             yc[oy * ow..(oy + 1) * ow].copy_from_slice(src);
         }
         for e in epilogue {
@@ -791,7 +1042,7 @@ pub fn conv2d_forward_serial(
     }
     let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, false));
     let wts = prepare_weights(kern, g, w, false, pw);
-    let (col, pack) = rest.split_at_mut(col_len(g));
+    let (col, pack) = rest.split_at_mut(forward_col_len(g));
     let mut mm = Mm::Serial(pack);
     for img in 0..g.n {
         let xi = &x[img * in_img..(img + 1) * in_img];
@@ -835,18 +1086,18 @@ pub fn conv2d_forward(
     with_scratch(Slot::Weights, packed_weights_len(kern, g, false), |pw| {
         let wts = prepare_weights(kern, g, w, false, pw);
         if g.n > 1 && worth_parallel(work) {
-            let len = col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g));
+            let len = forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g));
             for_each_chunk_mut(y, out_img, work, |img, yi| {
                 let xi = &x[img * in_img..(img + 1) * in_img];
                 with_scratch(Slot::Conv, len, |scratch| {
-                    let (col, pack) = scratch.split_at_mut(col_len(g));
+                    let (col, pack) = scratch.split_at_mut(forward_col_len(g));
                     let mut mm = Mm::Serial(pack);
                     forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut mm);
                 });
             });
             return;
         }
-        with_scratch(Slot::Conv, col_len(g), |col| {
+        with_scratch(Slot::Conv, forward_col_len(g), |col| {
             for img in 0..g.n {
                 let xi = &x[img * in_img..(img + 1) * in_img];
                 let yi = &mut y[img * out_img..(img + 1) * out_img];
@@ -1003,22 +1254,25 @@ fn backward_weight_images(
         for grp in 0..g.groups {
             let dyg =
                 &dy[img * out_img + grp * cog * plane..img * out_img + (grp + 1) * cog * plane];
-            let b: &[f32] = if g.is_plain_product() {
-                &xi[grp * cig * hw..(grp + 1) * cig * hw]
-            } else {
-                im2col(g, xi, grp, col);
-                col
-            };
-            // op(B) = colᵀ: the column matrix is stored k × plane.
+            // op(B) = colᵀ: the column matrix is k × plane.
             let gm = Gemm::new(cog, k, plane).transpose_b().scaled(1.0, beta);
-            mm.run(
-                kern,
-                &gm,
-                GemmA::Plain(dyg),
-                b,
-                &mut dw[grp * cog * k..(grp + 1) * cog * k],
-                &[],
-            );
+            let dwg = &mut dw[grp * cog * k..(grp + 1) * cog * k];
+            if g.is_plain_product() {
+                let b = &xi[grp * cig * hw..(grp + 1) * cig * hw];
+                mm.run(kern, &gm, GemmA::Plain(dyg), b, dwg, &[]);
+            } else if cog > 1 {
+                let b = Im2colB {
+                    g,
+                    x: xi,
+                    grp,
+                    transposed: true,
+                };
+                mm.run_custom(kern, &gm, AOperand::Plain(dyg), &b, dwg, &[]);
+            } else {
+                // One output channel: the matrix-vector path needs B stored.
+                im2col(g, xi, grp, col);
+                mm.run(kern, &gm, GemmA::Plain(dyg), col, dwg, &[]);
+            }
         }
     }
 }

@@ -142,7 +142,7 @@ impl Gemm {
 
     /// Checks strides and buffer lengths; panics with a message naming the
     /// offending operand (a caller bug: generated code passes literal shapes).
-    fn check(&self, a: Option<&[f32]>, b: &[f32], c: &[f32], epilogue: &[Epilogue<'_>]) {
+    fn check(&self, a: Option<&[f32]>, b: Option<&[f32]>, c: &[f32], epilogue: &[Epilogue<'_>]) {
         let (a_cols, b_cols) = (
             if self.trans_a { self.m } else { self.k },
             if self.trans_b { self.k } else { self.n },
@@ -173,12 +173,14 @@ impl Gemm {
                 self.a_len()
             );
         }
-        assert!(
-            b.len() >= self.b_len(),
-            "gemm: B has {} floats, needs {}",
-            b.len(),
-            self.b_len()
-        );
+        if let Some(b) = b {
+            assert!(
+                b.len() >= self.b_len(),
+                "gemm: B has {} floats, needs {}",
+                b.len(),
+                self.b_len()
+            );
+        }
         assert!(
             c.len() >= self.c_len(),
             "gemm: C has {} floats, needs {}",
@@ -222,7 +224,7 @@ impl Gemm {
         &self,
         kern: &Kernels,
         packed_a: &[f32],
-        b: &[f32],
+        b: Option<&[f32]>,
         c: &[f32],
         epilogue: &[Epilogue<'_>],
     ) {
@@ -234,6 +236,14 @@ impl Gemm {
         );
         // A itself is not read.
         self.check(None, b, c, epilogue);
+    }
+
+    /// As [`Gemm::check`] for a self-packing B and either form of A.
+    fn check_operand(&self, kern: &Kernels, a: AOperand<'_>, c: &[f32], epilogue: &[Epilogue<'_>]) {
+        match a {
+            AOperand::Plain(a) => self.check(Some(a), None, c, epilogue),
+            AOperand::Packed(p) => self.check_packed(kern, p, None, c, epilogue),
+        }
     }
 
     fn a_rows(&self) -> usize {
@@ -306,14 +316,24 @@ pub fn sgemm_serial_with(
     epilogue: &[Epilogue<'_>],
     scratch: &mut [f32],
 ) {
-    g.check(Some(a), b, c, epilogue);
+    g.check(Some(a), Some(b), c, epilogue);
     assert!(
         scratch.len() >= gemm_scratch_len_with(kern, g),
         "gemm: scratch has {} floats, needs {}",
         scratch.len(),
         gemm_scratch_len_with(kern, g)
     );
-    gemm_rows(kern, g, AOperand::Plain(a), b, c, 0, g.m, epilogue, scratch);
+    gemm_rows(
+        kern,
+        g,
+        AOperand::Plain(a),
+        BOperand::Plain(b),
+        c,
+        0,
+        g.m,
+        epilogue,
+        scratch,
+    );
 }
 
 /// `C = epilogue(α·op(A)·op(B) + β·C)` over the thread pool (when the work
@@ -341,8 +361,8 @@ pub fn sgemm_with(
     c: &mut [f32],
     epilogue: &[Epilogue<'_>],
 ) {
-    g.check(Some(a), b, c, epilogue);
-    sgemm_threaded(kern, g, AOperand::Plain(a), b, c, epilogue);
+    g.check(Some(a), Some(b), c, epilogue);
+    sgemm_threaded(kern, g, AOperand::Plain(a), BOperand::Plain(b), c, epilogue);
 }
 
 /// [`sgemm_with`] with A already packed by [`pack_a`] for the same variant
@@ -360,8 +380,15 @@ pub fn sgemm_packed_with(
     c: &mut [f32],
     epilogue: &[Epilogue<'_>],
 ) {
-    g.check_packed(kern, packed_a, b, c, epilogue);
-    sgemm_threaded(kern, g, AOperand::Packed(packed_a), b, c, epilogue);
+    g.check_packed(kern, packed_a, Some(b), c, epilogue);
+    sgemm_threaded(
+        kern,
+        g,
+        AOperand::Packed(packed_a),
+        BOperand::Plain(b),
+        c,
+        epilogue,
+    );
 }
 
 #[cfg(feature = "std")]
@@ -369,7 +396,7 @@ fn sgemm_threaded(
     kern: &Kernels,
     g: &Gemm,
     a_op: AOperand<'_>,
-    b: &[f32],
+    b: BOperand<'_>,
     c: &mut [f32],
     epilogue: &[Epilogue<'_>],
 ) {
@@ -412,7 +439,7 @@ pub fn sgemm_packed_serial_with(
     epilogue: &[Epilogue<'_>],
     scratch: &mut [f32],
 ) {
-    g.check_packed(kern, packed_a, b, c, epilogue);
+    g.check_packed(kern, packed_a, Some(b), c, epilogue);
     assert!(
         scratch.len() >= gemm_scratch_len_with(kern, g),
         "gemm: scratch has {} floats, needs {}",
@@ -423,7 +450,7 @@ pub fn sgemm_packed_serial_with(
         kern,
         g,
         AOperand::Packed(packed_a),
-        b,
+        BOperand::Plain(b),
         c,
         0,
         g.m,
@@ -477,11 +504,85 @@ pub fn pack_a(kern: &Kernels, g: &Gemm, a: &[f32], out: &mut [f32]) {
     }
 }
 
-/// The A operand of the blocked product: as stored, or packed in advance.
-#[derive(Clone, Copy)]
-enum AOperand<'a> {
+/// The A operand of a GEMM: as stored (with the call's transpose and
+/// stride), or packed in advance by [`pack_a`].
+#[derive(Debug, Clone, Copy)]
+pub enum AOperand<'a> {
+    /// A as stored.
     Plain(&'a [f32]),
+    /// `α·op(A)` packed by [`pack_a`] for the same variant and shape.
     Packed(&'a [f32]),
+}
+
+/// A B operand that packs itself, for a matrix that is never stored: the
+/// convolution's column matrix, written straight into the packed panels
+/// one cache block at a time (an implicit im2col).
+pub trait PackB: Sync {
+    /// Writes `op(B)[pc .. pc+kb, jc .. jc+nb]` into `out` as `nr`-wide
+    /// panels, each `kb` steps of `nr` values, the last panel zero-padded
+    /// (the layout [`sgemm_serial`] packs a stored B into).
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]);
+}
+
+/// The B operand of the blocked product: stored, or packing itself.
+#[derive(Clone, Copy)]
+enum BOperand<'a> {
+    Plain(&'a [f32]),
+    Custom(&'a dyn PackB),
+}
+
+/// `C = epilogue(α·op(A)·B + β·C)` on the calling thread, with B produced
+/// block by block by `b` (its `op(B)` is the `k × n` matrix of `g`).
+/// Allocation-free; `scratch` as [`gemm_scratch_len`].
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+pub fn sgemm_custom_serial_with(
+    kern: &Kernels,
+    g: &Gemm,
+    a: AOperand<'_>,
+    b: &dyn PackB,
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+    scratch: &mut [f32],
+) {
+    g.check_operand(kern, a, c, epilogue);
+    assert!(
+        scratch.len() >= gemm_scratch_len_with(kern, g),
+        "gemm: scratch has {} floats, needs {}",
+        scratch.len(),
+        gemm_scratch_len_with(kern, g)
+    );
+    gemm_rows(
+        kern,
+        g,
+        a,
+        BOperand::Custom(b),
+        c,
+        0,
+        g.m,
+        epilogue,
+        scratch,
+    );
+}
+
+/// [`sgemm_custom_serial_with`] over the thread pool.
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+#[cfg(feature = "std")]
+pub fn sgemm_custom_with(
+    kern: &Kernels,
+    g: &Gemm,
+    a: AOperand<'_>,
+    b: &dyn PackB,
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+) {
+    g.check_operand(kern, a, c, epilogue);
+    sgemm_threaded(kern, g, a, BOperand::Custom(b), c, epilogue);
 }
 
 /// Which thread-local buffer [`with_scratch`] lends: GEMM packing and the
@@ -549,7 +650,7 @@ fn gemm_rows(
     kern: &Kernels,
     g: &Gemm,
     a: AOperand<'_>,
-    b: &[f32],
+    b: BOperand<'_>,
     c: &mut [f32],
     row0: usize,
     rows: usize,
@@ -571,7 +672,7 @@ fn gemm_rows(
         }
         return;
     }
-    if let AOperand::Plain(a) = a
+    if let (AOperand::Plain(a), BOperand::Plain(b)) = (a, b)
         && gemv(kern, g, a, b, c, row0, rows, epilogue)
     {
         return;
@@ -593,7 +694,10 @@ fn gemm_rows(
         let mut pc = 0;
         while pc < k {
             let kb = (k - pc).min(kern.kc);
-            pack_b(g, b, pc, kb, jc, nb, nr, pb);
+            match b {
+                BOperand::Plain(b) => pack_b(g, b, pc, kb, jc, nb, nr, pb),
+                BOperand::Custom(src) => src.pack_b(pc, kb, jc, nb, nr, pb),
+            }
             let first = pc == 0;
             let last = pc + kb == k;
             let accumulate = !(first && g.beta == 0.0);
@@ -708,7 +812,7 @@ fn gemv(
         }
         return true;
     }
-    if g.n == 1 && g.trans_a && (g.trans_b || g.ldb == 1 || k <= 1) && (g.ldc == 1 || rows == 1) {
+    if g.n == 1 && g.trans_a && (g.trans_b || g.ldb == 1 || k <= 1) && (g.ldc == 1 || g.m == 1) {
         // C = α·Aᵀ·b with A stored k × m: add scaled rows of A in order of p.
         let col = &mut c[..rows];
         let old_scale = g.beta;

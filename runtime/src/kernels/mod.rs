@@ -6,6 +6,7 @@
 //! the table in [`dispatch`], never with `cfg` at call sites.
 
 pub mod activation;
+pub mod backward;
 pub mod conv;
 pub mod conv_direct;
 pub mod dispatch;

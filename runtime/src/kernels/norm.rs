@@ -10,7 +10,9 @@
 //! `running = (1 − momentum)·running + momentum·batch`. Per-channel sums are
 //! taken in blocks of [`SUM_BLOCK`] f32 values accumulated in f64, one task
 //! per channel, in batch order, so they are accurate for large batches and
-//! the same on any number of threads. Gradients of γ and β are written, not
+//! the same on any number of threads. The row layout (`spatial = 1`) has
+//! its own loops: sums in f64 over rows for a block of channels at a time,
+//! and per-channel coefficients computed once per block of rows. Gradients of γ and β are written, not
 //! accumulated.
 
 use super::activation::ChannelShape;
@@ -57,19 +59,99 @@ fn centered_dot(a: &[f32], b: &[f32], ca: f32, cb: f32) -> f32 {
     sum_of(&acc) + tail
 }
 
-/// Writes `y = a[c]·x + b[c]` for every plane (the shared final step).
+/// Channels per task in the row layout (`spatial = 1`, `[N, D]`).
+const CHANNEL_BLOCK: usize = 64;
+
+/// Rows per task in the row layout.
+const ROW_BLOCK: usize = 16;
+
+/// Row layout (`spatial = 1`): for each channel `c`, two f64 sums over the
+/// rows of `f(c, i) = (u, v)` (`i` the flat index), handed to
+/// `finish(c, Σu, Σv)`, whose results are written to `out_a[c]`,
+/// `out_b[c]`. One task per block of [`CHANNEL_BLOCK`] channels, rows in
+/// order, so the sums vectorize across channels.
+fn row_sums(
+    shape: ChannelShape,
+    out_a: &mut [f32],
+    out_b: &mut [f32],
+    f: impl Fn(usize, usize) -> (f64, f64) + Sync + Send,
+    finish: impl Fn(usize, f64, f64) -> (f32, f32) + Sync + Send,
+) {
+    let work = shape.len() * 2;
+    for_each_chunk_pair_mut(
+        out_a,
+        CHANNEL_BLOCK,
+        out_b,
+        CHANNEL_BLOCK,
+        work,
+        |blk, oa, ob| {
+            let c0 = blk * CHANNEL_BLOCK;
+            let w = oa.len();
+            let (mut sa, mut sb) = ([0.0f64; CHANNEL_BLOCK], [0.0f64; CHANNEL_BLOCK]);
+            for r in 0..shape.n {
+                let base = r * shape.c + c0;
+                for j in 0..w {
+                    let (u, v) = f(c0 + j, base + j);
+                    sa[j] += u;
+                    sb[j] += v;
+                }
+            }
+            for j in 0..w {
+                (oa[j], ob[j]) = finish(c0 + j, sa[j], sb[j]);
+            }
+        },
+    );
+}
+
+/// Row layout: `out[i] = f(coef(c), i)` for every element, with `coef`
+/// evaluated once per channel per task of [`ROW_BLOCK`] rows.
+fn row_apply(
+    shape: ChannelShape,
+    out: &mut [f32],
+    coef: impl Fn(usize) -> [f32; 4] + Sync + Send,
+    f: impl Fn([f32; 4], usize) -> f32 + Sync + Send,
+) {
+    let c = shape.c;
+    for_each_chunk_mut(out, ROW_BLOCK * c, shape.len(), |t, oc| {
+        for c0 in (0..c).step_by(CHANNEL_BLOCK) {
+            let w = CHANNEL_BLOCK.min(c - c0);
+            let mut k = [[0.0f32; 4]; CHANNEL_BLOCK];
+            for j in 0..w {
+                k[j] = coef(c0 + j);
+            }
+            for (ri, row) in oc.chunks_mut(c).enumerate() {
+                let base = (t * ROW_BLOCK + ri) * c + c0;
+                for j in 0..w {
+                    row[c0 + j] = f(k[j], base + j);
+                }
+            }
+        }
+    });
+}
+
+/// Writes `y = (x − center[c])·scale[c] + shift[c]` for every plane, with
+/// `(scale, center, shift) = a(c)` (the shared final step). Centring first
+/// keeps the result accurate when `scale` is large (a tiny variance).
 fn affine_per_channel(
     x: &[f32],
     y: &mut [f32],
     shape: ChannelShape,
-    a: impl Fn(usize) -> (f32, f32) + Sync + Send,
+    a: impl Fn(usize) -> (f32, f32, f32) + Sync + Send,
 ) {
     let s = shape.spatial;
+    if s == 1 {
+        let coef = |c| {
+            let (scale, center, shift) = a(c);
+            [scale, center, shift, 0.0]
+        };
+        row_apply(shape, y, coef, |k, i| (x[i] - k[1]) * k[0] + k[2]);
+        return;
+    }
     for_each_chunk_mut(y, s, shape.len(), |plane, yc| {
-        let (scale, shift) = a(plane % shape.c);
+        let (scale, center, shift) = a(plane % shape.c);
         let xc = &x[plane * s..(plane + 1) * s];
         for (yv, &xv) in yc.iter_mut().zip(xc) {
-            *yv = scale * xv + shift;
+            *yv = (xv - center) * scale + shift;
         }
     });
 }
@@ -113,7 +195,7 @@ pub fn batch_norm_inference(
     }
     affine_per_channel(x, y, shape, |c| {
         let a = gamma[c] / libm::sqrtf(running_var[c] + eps);
-        (a, beta[c] - a * running_mean[c])
+        (a, running_mean[c], beta[c])
     });
 }
 
@@ -150,22 +232,38 @@ pub fn batch_norm_train_forward(
     if m == 0 {
         return;
     }
-    for_each_chunk_pair_mut(
-        save_mean,
-        1,
-        save_inv_std,
-        1,
-        shape.len() * 2,
-        |c, mean, inv| {
-            let mu = channel_sum(x, x, shape, c, |a, _| sum_of(a)) / m as f64;
-            let mu32 = mu as f32;
-            let var = channel_sum(x, x, shape, c, |a, _| centered_dot(a, a, mu32, mu32)) / m as f64;
-            mean[0] = mu32;
-            // The biased variance for now; turned into 1/√(var + eps) below,
-            // once the running variance has been updated from it.
-            inv[0] = var as f32;
-        },
-    );
+    // The biased variance goes into `save_inv_std` for now; it becomes
+    // 1/√(var + eps) below, once the running variance has been updated.
+    if shape.spatial == 1 {
+        // Σx and Σx² in f64 in one pass (f32 products are exact in f64).
+        let mf = m as f64;
+        row_sums(
+            shape,
+            save_mean,
+            save_inv_std,
+            |_, i| (x[i] as f64, x[i] as f64 * x[i] as f64),
+            |_, s1, s2| {
+                let mu = s1 / mf;
+                (mu as f32, (s2 / mf - mu * mu).max(0.0) as f32)
+            },
+        );
+    } else {
+        for_each_chunk_pair_mut(
+            save_mean,
+            1,
+            save_inv_std,
+            1,
+            shape.len() * 2,
+            |c, mean, inv| {
+                let mu = channel_sum(x, x, shape, c, |a, _| sum_of(a)) / m as f64;
+                let mu32 = mu as f32;
+                let var =
+                    channel_sum(x, x, shape, c, |a, _| centered_dot(a, a, mu32, mu32)) / m as f64;
+                mean[0] = mu32;
+                inv[0] = var as f32;
+            },
+        );
+    }
     for c in 0..shape.c {
         let var = save_inv_std[c] as f64;
         let unbiased = if m > 1 {
@@ -179,7 +277,7 @@ pub fn batch_norm_train_forward(
     }
     affine_per_channel(x, y, shape, |c| {
         let a = gamma[c] * save_inv_std[c];
-        (a, beta[c] - a * save_mean[c])
+        (a, save_mean[c], beta[c])
     });
 }
 
@@ -278,6 +376,39 @@ fn backward_masked(
         return;
     }
     let s = shape.spatial;
+    if s == 1 {
+        let g_at = |i: usize| match mask {
+            None => dy[i],
+            Some(y) => masked(dy[i], y[i]),
+        };
+        row_sums(
+            shape,
+            dgamma,
+            dbeta,
+            |c, i| {
+                let g = g_at(i) as f64;
+                (g * (x[i] - save_mean[c]) as f64, g)
+            },
+            |c, s_dy_xc, s_dy| ((s_dy_xc * save_inv_std[c] as f64) as f32, s_dy as f32),
+        );
+        let inv_m = 1.0 / m as f32;
+        row_apply(
+            shape,
+            dx,
+            |c| {
+                let inv = save_inv_std[c];
+                [
+                    gamma[c] * inv,
+                    dbeta[c] * inv_m,
+                    dgamma[c] * inv_m * inv,
+                    save_mean[c],
+                ]
+            },
+            // k[2] folds inv into mean(dy·x̂), so x̂·k[2] = (x − μ)·k[2].
+            |k, i| k[0] * (g_at(i) - k[1] - (x[i] - k[3]) * k[2]),
+        );
+        return;
+    }
     for_each_chunk_pair_mut(dgamma, 1, dbeta, 1, shape.len() * 2, |c, dg, db| {
         let mu = save_mean[c];
         let (sum_dy, sum_dy_xc) = match mask {
@@ -365,14 +496,25 @@ pub fn batch_norm_inference_backward(
         dbeta.fill(0.0);
         return;
     }
-    for_each_chunk_pair_mut(dgamma, 1, dbeta, 1, shape.len() * 2, |c, dg, db| {
-        let mu = running_mean[c];
-        let inv = 1.0 / libm::sqrt(running_var[c] as f64 + eps as f64);
-        db[0] = channel_sum(dy, dy, shape, c, |g, _| sum_of(g)) as f32;
-        let centered = channel_sum(x, dy, shape, c, |a, g| centered_dot(a, g, mu, 0.0));
-        dg[0] = (centered * inv) as f32;
-    });
+    let inv_of = |c: usize| 1.0 / libm::sqrt(running_var[c] as f64 + eps as f64);
+    if shape.spatial == 1 {
+        row_sums(
+            shape,
+            dgamma,
+            dbeta,
+            |c, i| (dy[i] as f64 * (x[i] - running_mean[c]) as f64, dy[i] as f64),
+            |c, s_dy_xc, s_dy| ((s_dy_xc * inv_of(c)) as f32, s_dy as f32),
+        );
+    } else {
+        for_each_chunk_pair_mut(dgamma, 1, dbeta, 1, shape.len() * 2, |c, dg, db| {
+            let mu = running_mean[c];
+            let inv = inv_of(c);
+            db[0] = channel_sum(dy, dy, shape, c, |g, _| sum_of(g)) as f32;
+            let centered = channel_sum(x, dy, shape, c, |a, g| centered_dot(a, g, mu, 0.0));
+            dg[0] = (centered * inv) as f32;
+        });
+    }
     affine_per_channel(dy, dx, shape, |c| {
-        (gamma[c] / libm::sqrtf(running_var[c] + eps), 0.0)
+        (gamma[c] / libm::sqrtf(running_var[c] + eps), 0.0, 0.0)
     });
 }

@@ -7,7 +7,7 @@
 //! row and column so the inner loops carry no bounds tests. Max pooling's
 //! padding never wins (it acts as −∞); ties go to the first maximum in
 //! row-major window order, in the kernel and the reference alike. The
-//! common 2×2 stride-2 window has its own loop (LeNet, VGG).
+//! common 2×2 stride-2 window has its own loops (LeNet, VGG).
 
 use super::parallel::{for_each_chunk_mut, for_each_chunk_pair_mut};
 
@@ -347,9 +347,24 @@ pub fn avg_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d, count_pad: bool) 
         return;
     }
     let ow_n = g.out_w();
+    let two_by_two = g.is_two_by_two();
     for_each_chunk_mut(y, op, g.output_len() * g.kh * g.kw, |plane, yc| {
         let xp = &x[plane * ip..(plane + 1) * ip];
         for (oh, yrow) in yc.chunks_exact_mut(ow_n).enumerate() {
+            if two_by_two {
+                // No padding: both divisors are 4; the sum in the general
+                // loop's order.
+                let r0 = &xp[2 * oh * g.w..(2 * oh + 1) * g.w];
+                let r1 = &xp[(2 * oh + 1) * g.w..(2 * oh + 2) * g.w];
+                for ((yv, a), b) in yrow
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    *yv = (((a[0] + a[1]) + b[0]) + b[1]) / 4.0;
+                }
+                continue;
+            }
             let rows = g.rows(oh);
             for (ow, yv) in yrow.iter_mut().enumerate() {
                 let cols = g.cols(ow);
@@ -374,9 +389,26 @@ pub fn avg_pool2d_backward(dy: &[f32], dx: &mut [f32], g: Pool2d, count_pad: boo
         return;
     }
     let ow_n = g.out_w();
+    let two_by_two = g.is_two_by_two();
     for_each_chunk_mut(dx, ip, g.output_len() * g.kh * g.kw, |plane, dc| {
         dc.fill(0.0);
         let gp = &dy[plane * op..(plane + 1) * op];
+        if two_by_two {
+            // Disjoint windows: each input gets exactly one share.
+            for (oh, grow) in gp.chunks_exact(ow_n).enumerate() {
+                let (r0, r1) = dc[2 * oh * g.w..(2 * oh + 2) * g.w].split_at_mut(g.w);
+                for ((&gv, a), b) in grow
+                    .iter()
+                    .zip(r0.chunks_exact_mut(2))
+                    .zip(r1.chunks_exact_mut(2))
+                {
+                    let share = gv / 4.0;
+                    a.fill(share);
+                    b.fill(share);
+                }
+            }
+            return;
+        }
         for (oh, grow) in gp.chunks_exact(ow_n).enumerate() {
             let rows = g.rows(oh);
             for (ow, &gv) in grow.iter().enumerate() {
