@@ -6,12 +6,18 @@
 //! [--format json]` prints per-layer output shapes, parameters and
 //! multiply-adds; `kilnc graph FILE` prints Graphviz DOT (or, with `--format
 //! text`, the IR's text dump); `kilnc explain CODE` prints the long
-//! explanation of a diagnostic code.
+//! explanation of a diagnostic code. `kilnc emit FILE` prints the Rust that
+//! `network!` generates for the model, formatted with `prettyplease`;
+//! `kilnc summary FILE --memory [--batch N] [--train-batch N]` prints the
+//! planned arena bytes of inference (and of training, for a network with a
+//! loss head) against the max-live lower bound and the no-reuse total.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kiln_compiler::codes::{code_str, parse_code};
 use kiln_compiler::diag::Diagnostics;
-use kiln_compiler::{CheckedNetwork, frontend, render};
+use kiln_compiler::emit::cpu::TypeInfo;
+use kiln_compiler::passes::plan_memory::MemoryPlan;
+use kiln_compiler::{CheckedNetwork, frontend, plan, render};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -42,6 +48,20 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
         format: SummaryFormat,
+        /// Prints the planned memory (arena bytes) instead of the layers.
+        #[arg(long)]
+        memory: bool,
+        /// With `--memory`: the inference batch size.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// With `--memory`: the training batch size.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+        train_batch: u64,
+    },
+    /// Prints the Rust code that `network!` generates for the model.
+    Emit {
+        /// The model file (YAML).
+        file: PathBuf,
     },
     /// Prints the network's graph.
     Graph {
@@ -116,7 +136,19 @@ fn run(cli: Cli) -> ExitCode {
             }
             ExitCode::from(worst)
         }
-        Command::Summary { file, format } => match load(&file).map_err(ExitCode::from) {
+        Command::Summary {
+            file,
+            format,
+            memory,
+            batch,
+            train_batch,
+        } => match load(&file).map_err(ExitCode::from) {
+            Ok(nets) if memory => {
+                for n in &nets {
+                    print!("{}", memory_report(n, batch, train_batch));
+                }
+                ExitCode::SUCCESS
+            }
             Ok(nets) => {
                 for n in &nets {
                     match format {
@@ -134,6 +166,30 @@ fn run(cli: Cli) -> ExitCode {
                     match format {
                         GraphFormat::Dot => print!("{}", n.graph.to_dot()),
                         GraphFormat::Text => print!("{}", n.graph),
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Emit { file } => match load(&file).map_err(ExitCode::from) {
+            Ok(nets) => {
+                let name = file.display().to_string();
+                for n in &nets {
+                    match emit(n) {
+                        Ok(code) => print!("{code}"),
+                        Err(Emitted::Diagnostics(d)) => {
+                            let source = std::fs::read_to_string(&file).unwrap_or_default();
+                            eprint!("{}", render::render(&name, &source, &d));
+                            return ExitCode::from(1);
+                        }
+                        Err(Emitted::Unparsable(e)) => {
+                            eprintln!(
+                                "kilnc: internal error: the code generated for `{}` does not parse: {e}; please report it",
+                                n.name
+                            );
+                            return ExitCode::from(101);
+                        }
                     }
                 }
                 ExitCode::SUCCESS
@@ -160,6 +216,86 @@ fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// Why `kilnc emit` produced no code.
+#[derive(Debug)]
+enum Emitted {
+    /// The emitter rejected the network (an op it does not support).
+    Diagnostics(Diagnostics),
+    /// The generated tokens are not a Rust file (a compiler bug).
+    Unparsable(syn::Error),
+}
+
+/// The generated Rust for `net`, as `network!` emits it, formatted.
+fn emit(net: &CheckedNetwork) -> Result<String, Emitted> {
+    let program = plan::build(&net.graph);
+    let info = TypeInfo {
+        docs: vec![format!(
+            " The `{}` network, compiled by `kiln::network!`.",
+            net.name
+        )],
+        public: true,
+        span: proc_macro2::Span::call_site(),
+    };
+    let tokens = kiln_compiler::emit::cpu::emit(&program, &info).map_err(Emitted::Diagnostics)?;
+    let file: syn::File = syn::parse2(tokens).map_err(Emitted::Unparsable)?;
+    Ok(prettyplease::unparse(&file))
+}
+
+/// Bytes of an arena of `floats` per example at batch `batch` (f32).
+fn bytes(floats: usize, batch: u64) -> u128 {
+    floats as u128 * batch as u128 * 4
+}
+
+/// `n` with thousands separators.
+fn grouped(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One line of the memory report: the arena, the lower bound and the
+/// no-reuse total of `memory` at `batch`.
+fn memory_line(what: &str, memory: &MemoryPlan, batch: u64) -> String {
+    let arena = bytes(memory.arena, batch);
+    let lower = bytes(memory.lower_bound, batch);
+    let none = bytes(memory.no_reuse, batch);
+    let ratio = |a: u128, b: u128| {
+        if b == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3}", a as f64 / b as f64)
+        }
+    };
+    format!(
+        "  {what:<9} batch {batch:>4}: arena {:>13} B, lower bound {:>13} B, no reuse {:>13} B; \
+         arena/lower bound {}, arena/no reuse {} ({:?})\n",
+        grouped(arena),
+        grouped(lower),
+        grouped(none),
+        ratio(arena, lower),
+        ratio(arena, none),
+        memory.heuristic,
+    )
+}
+
+/// `kilnc summary --memory`: the planned arenas of `net`.
+fn memory_report(net: &CheckedNetwork, batch: u64, train_batch: u64) -> String {
+    let program = plan::build(&net.graph);
+    let mut out = format!("network {} (f32 arena bytes)\n", net.name);
+    out.push_str(&memory_line("inference", &program.infer.memory, batch));
+    match &program.train {
+        Some(t) => out.push_str(&memory_line("training", &t.routine.memory, train_batch)),
+        None => out.push_str("  training  none (no loss head, or an op without a gradient)\n"),
+    }
+    out
 }
 
 /// Reads, parses and checks a model file; on failure prints the located
