@@ -132,6 +132,37 @@ fn usage_errors() {
         2,
         "invalid value",
     );
+    check(
+        &["summary", "models/lenet5.yaml", "--batch", "4"],
+        2,
+        "--memory",
+    );
+    check(
+        &[
+            "summary",
+            "--memory",
+            "models/lenet5.yaml",
+            "--format",
+            "json",
+        ],
+        2,
+        "cannot be used",
+    );
+}
+
+#[test]
+fn emit_reports_an_unsupported_layer_located() {
+    let dir = std::env::temp_dir().join(format!("kilnc-emit-ceil-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ceil.yaml");
+    let model = "name: Ceil\ninputs:\n  x: [1, 8, 8]\nlayers:\n  - max_pool2d: {k: 3, s: 2, ceil: true}\noutputs: [y]\n";
+    std::fs::write(&file, model).unwrap();
+    let path = file.display().to_string();
+    let (code, out, err) = kilnc(&["emit", &path]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(code, 1, "stderr: {err}");
+    assert!(out.is_empty());
+    assert!(err.contains("max_pool2d0") && err.contains("ceil"), "{err}");
 }
 
 #[test]

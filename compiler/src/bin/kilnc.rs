@@ -49,13 +49,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SummaryFormat::Table)]
         format: SummaryFormat,
         /// Prints the planned memory (arena bytes) instead of the layers.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         memory: bool,
         /// With `--memory`: the inference batch size.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, default_value_t = 1, requires = "memory", value_parser = clap::value_parser!(u64).range(1..))]
         batch: u64,
         /// With `--memory`: the training batch size.
-        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, default_value_t = 32, requires = "memory", value_parser = clap::value_parser!(u64).range(1..))]
         train_batch: u64,
     },
     /// Prints the Rust code that `network!` generates for the model.
