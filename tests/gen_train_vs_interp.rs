@@ -260,3 +260,26 @@ tcase!(resnet_basic_block, Net, 150, {
         x.basic(4).basic(6, stride = 2)
     } loss mse; });
 tcase!(resnet20, ResNet20, 202, file "models/resnet20.yaml");
+tcase!(fan_out, Net, 160, {
+    network Net(x: [2, 5, 5]) -> out {
+        let a = x.conv2d(3, k = 1);
+        let b = a.relu();
+        let c = a.sigmoid();
+        b + c + a
+    }
+    loss mse;
+});
+tcase!(add_self, Net, 161, {
+    network Net(x: [6]) -> out {
+        let a = x.linear(4);
+        (a + a).tanh()
+    }
+    loss mse;
+});
+tcase!(conv_bn_relu_chain, Net, 166, {
+    network Net(x: [3, 8, 8]) -> out {
+        x.conv2d(4, k = 3, p = same, bias = false).batch_norm().relu()
+         .conv2d(4, k = 3, s = 2, p = 1).batch_norm().relu().global_avg_pool().linear(3).softmax()
+    }
+    loss mse;
+});

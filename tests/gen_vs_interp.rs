@@ -226,3 +226,38 @@ case!(lenet5, LeNet5, 51, file "models/lenet5.yaml");
 case!(lenet5_wide, LeNet5Wide, 52, file "models/lenet5_wide.yaml");
 case!(mlp_mnist, MlpMnist, 53, file "models/mlp_mnist.yaml");
 case!(resnet20, ResNet20, 54, file "models/resnet20.yaml");
+case!(fan_out_in_place, Net, 60, {
+    network Net(x: [2, 5, 5]) -> out {
+        let a = x.conv2d(3, k = 1);
+        let b = a.relu();
+        let c = a.sigmoid();
+        b + c + a
+    }
+});
+case!(add_self, Net, 61, {
+    network Net(x: [6]) -> out {
+        let a = x.linear(4);
+        (a + a).tanh()
+    }
+});
+case!(identity_alias, Net, 62, {
+    network Net(x: [2, 4, 4]) -> out {
+        let s = x.identity();
+        let r = s.relu();
+        r + x + s
+    }
+});
+case!(input_is_output_of_add, Net, 63, { network Net(x: [5]) -> out { add(x, x) } });
+case!(concat_height, Net, 64, {
+    network Net(x: [2, 3, 4]) -> out {
+        let a = x.max_pool2d(1);
+        concat([a, x], axis = 1)
+    }
+});
+case!(avg_pool_rect, Net, 65, { network Net(x: [2, 7, 9]) -> out { x.avg_pool2d([2, 3], s = [1, 2]) } });
+case!(conv_bn_relu_chain, Net, 66, {
+    network Net(x: [3, 8, 8]) -> out {
+        x.conv2d(4, k = 3, p = same, bias = false).batch_norm().relu()
+         .conv2d(4, k = 3, s = 2, p = 1).batch_norm().relu().global_avg_pool().linear(3).softmax()
+    }
+});

@@ -456,6 +456,7 @@ fn build_routine_keeping(
             && first.is_some_and(|x| {
                 matches!(home.get(&x), Some(Home::Buf(_)))
                     && uses.get(&root(x)) == Some(&step)
+                    && node.inputs[1..].iter().all(|&y| root(y) != root(x))
                     && !lives_to_end(x)
             });
         let h = if let Some(&off) = grads.get(&node.output) {
