@@ -94,6 +94,50 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
         },
         None => TokenStream::new(),
     };
+    let classifier = match &program.train {
+        Some(tr) if tr.loss.loss.kind.takes_class_index() => quote! {
+            impl ::kiln::runtime::train::Classifier for #name {
+                fn batch(&self) -> usize {
+                    self.batch
+                }
+                fn input_len(&self) -> usize {
+                    #in_len
+                }
+                fn classes(&self) -> usize {
+                    #out_len
+                }
+                fn infer(&mut self, x: &[f32]) -> ::core::result::Result<&[f32], ::kiln::runtime::params::ToolkitError> {
+                    self.forward(x)
+                }
+                fn step(
+                    &mut self,
+                    x: &[f32],
+                    labels: &[u32],
+                    opt: &mut dyn ::kiln::runtime::optim::Optimizer,
+                    lr: f32,
+                ) -> ::core::result::Result<f32, ::kiln::runtime::params::ToolkitError> {
+                    self.train_step(x, labels, opt, lr)
+                }
+                fn last_scores(&self, n: usize) -> &[f32] {
+                    self.train_output(n)
+                }
+                fn parameters(&self) -> &::kiln::runtime::params::Params {
+                    &self.params
+                }
+            }
+
+            impl #name {
+                /// Mean cross-entropy, accuracy and images/s over `data`.
+                pub fn evaluate(
+                    &mut self,
+                    data: &::kiln::runtime::data::Dataset,
+                ) -> ::core::result::Result<::kiln::runtime::train::Evaluation, ::kiln::runtime::params::ToolkitError> {
+                    ::kiln::runtime::train::evaluate(self, data)
+                }
+            }
+        },
+        _ => TokenStream::new(),
+    };
     let lower_bound = program.infer.memory.lower_bound;
     let no_reuse = program.infer.memory.no_reuse;
 
@@ -244,6 +288,8 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
 
             #train
         }
+
+        #classifier
     })
 }
 
