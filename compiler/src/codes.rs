@@ -1,5 +1,5 @@
 //! The diagnostic codes of lowering, shape inference and verification
-//! (`K0100` and up; the front-ends own `K0001`–`K0099`).
+//! (`K0100` and up; the front-ends own `K0001`–`K0099`; autodiff `K0300` and up).
 //!
 //! Each code is a constant here; [`crate::explain`] holds the long text
 //! `kilnc explain CODE` prints for it. Codes are never renumbered or reused.
@@ -58,6 +58,10 @@ pub const BAD_AXIS: Code = Code(127);
 pub const LOSS_SHAPE: Code = Code(128);
 /// A compiler bug: an IR invariant broken by a pass.
 pub const INTERNAL: Code = Code(190);
+/// Training through an op that has no gradient (`step`).
+pub const NOT_DIFFERENTIABLE: Code = Code(300);
+/// Training a network that has no loss head.
+pub const NO_LOSS_HEAD: Code = Code(301);
 
 /// Every code of this module, in order.
 pub const ALL: &[Code] = &[
@@ -87,6 +91,8 @@ pub const ALL: &[Code] = &[
     BAD_AXIS,
     LOSS_SHAPE,
     INTERNAL,
+    NOT_DIFFERENTIABLE,
+    NO_LOSS_HEAD,
 ];
 
 /// The code as users see it: `K0120`.

@@ -16,6 +16,14 @@ use crate::ast::Loc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Code(pub u16);
 
+impl Code {
+    /// The long explanation `kilnc explain CODE` prints (what the error
+    /// means, an example and the fix), or `None` for an unknown code.
+    pub fn explanation(self) -> Option<String> {
+        crate::explain::explain(self)
+    }
+}
+
 /// A secondary location with a short message ("the input comes from here").
 #[derive(Debug, Clone)]
 pub struct Label {

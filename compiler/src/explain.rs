@@ -1,14 +1,21 @@
 //! The long explanations `kilnc explain CODE` prints: what the error means,
 //! an example that causes it, and the fix.
 //!
-//! Every code of [`crate::codes`] has an entry; a test checks that. The
-//! front-ends' codes (`K0001`–`K0099`) are added here as they land.
+//! Every code of [`crate::codes`] (lowering, shapes, verification, `K0100`
+//! and up) has an entry here with a title, an example and the fix; the
+//! front-ends' codes (`K0001`–`K0099`) are explained by
+//! [`crate::frontend::codes::EXPLANATIONS`], which this module serves too.
+//! Tests check that every code of both tables is explained.
 
 use crate::codes::{self, code_str};
 use crate::diag::Code;
+use crate::frontend::codes as frontend_codes;
 
 /// The explanation of `code`, or `None` for a code kiln does not have.
 pub fn explain(code: Code) -> Option<String> {
+    if let Some(text) = frontend_codes::explanation(code) {
+        return Some(format!("{}: {}\n", code_str(code), text.trim()));
+    }
     ENTRIES
         .iter()
         .find(|(c, _, _)| *c == code)
@@ -17,7 +24,10 @@ pub fn explain(code: Code) -> Option<String> {
 
 /// Every code that has an explanation, in order.
 pub fn explained_codes() -> impl Iterator<Item = Code> {
-    ENTRIES.iter().map(|(c, _, _)| *c)
+    frontend_codes::EXPLANATIONS
+        .iter()
+        .map(|(c, _)| *c)
+        .chain(ENTRIES.iter().map(|(c, _, _)| *c))
 }
 
 const ENTRIES: &[(Code, &str, &str)] = &[
@@ -391,6 +401,42 @@ network: the message names the pass that ran last and the invariant.
 
 Fix: please report it with the model file that triggers it."#,
     ),
+    (
+        codes::NOT_DIFFERENTIABLE,
+        "training through an op without a gradient",
+        r#"
+Training needs the gradient of the loss with respect to every learned
+parameter, and that gradient has to pass back through every layer between
+the parameter and the loss. The perceptron's `step` is flat almost
+everywhere, so its gradient is zero and learning through it is impossible;
+kiln reports it instead of silently training nothing.
+
+Example:
+
+    layers:
+      - linear: 1
+      - step
+    loss: mse
+
+Fix: use a smooth activation such as `sigmoid` or `tanh` while training,
+and `step` only in an inference-only network (no `loss`)."#,
+    ),
+    (
+        codes::NO_LOSS_HEAD,
+        "training a network without a loss",
+        r#"
+The training step differentiates the network's loss head, and the network
+has none.
+
+Example:
+
+    outputs:
+      logits: [10]
+    # no `loss:` key
+
+Fix: add a loss head, e.g. `loss: cross_entropy` in YAML or
+`loss cross_entropy;` after the network in the macro."#,
+    ),
 ];
 
 #[cfg(test)]
@@ -405,5 +451,13 @@ mod tests {
             assert!(text.contains("Example:") || c == codes::INTERNAL);
         }
         assert!(explain(Code(9999)).is_none());
+        for (c, _) in frontend_codes::EXPLANATIONS {
+            assert!(explain(*c).is_some_and(|t| t.starts_with(&code_str(*c))));
+        }
+        let all: Vec<Code> = explained_codes().collect();
+        let mut sorted = all.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(all, sorted, "codes are unique and in order");
     }
 }

@@ -11,12 +11,14 @@
 pub mod ast;
 pub mod codes;
 pub mod diag;
+pub mod emit;
 pub mod explain;
 pub mod frontend;
 pub mod ir;
 pub mod lower;
 pub mod passes;
 pub mod pipeline;
+pub mod plan;
 pub mod render;
 pub mod summary;
 

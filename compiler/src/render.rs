@@ -23,7 +23,7 @@ pub fn render(file: &str, source: &str, diags: &Diagnostics) -> String {
     };
     let mut out = String::new();
     for d in diags.iter() {
-        let cs = to_codespan(d, source);
+        let cs = to_codespan(file, d, source);
         match term::emit_into_string(&config, &files, &cs) {
             Ok(s) => out.push_str(&s),
             Err(_) => out.push_str(&fallback(file, d)),
@@ -65,14 +65,17 @@ fn range(loc: Loc, source: &str) -> Option<Range<usize>> {
     Some(start..end)
 }
 
-fn to_codespan(d: &Diagnostic, source: &str) -> CsDiagnostic<()> {
+fn to_codespan(file: &str, d: &Diagnostic, source: &str) -> CsDiagnostic<()> {
     let base = match d.severity {
         Severity::Error => CsDiagnostic::error(),
         Severity::Warning => CsDiagnostic::warning(),
     };
     let mut labels = Vec::new();
-    if let Some(r) = range(d.loc, source) {
-        labels.push(CsLabel::primary((), r));
+    let mut message = d.message.clone();
+    match range(d.loc, source) {
+        Some(r) => labels.push(CsLabel::primary((), r)),
+        // Without a place in the file, the header still names the file.
+        None => message = format!("{file}: {message}"),
     }
     for l in &d.labels {
         if let Some(r) = range(l.loc, source) {
@@ -80,7 +83,7 @@ fn to_codespan(d: &Diagnostic, source: &str) -> CsDiagnostic<()> {
         }
     }
     base.with_code(code_str(d.code))
-        .with_message(d.message.clone())
+        .with_message(message)
         .with_labels(labels)
         .with_notes(d.notes.clone())
 }
@@ -91,4 +94,77 @@ fn fallback(file: &str, d: &Diagnostic) -> String {
         _ => file.to_string(),
     };
     format!("error[{}]: {place}: {}\n", code_str(d.code), d.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes;
+
+    /// Renders one error at `loc` against `source` and compares with `expect`.
+    fn check(source: &str, loc: Loc, expect: &str) {
+        let mut diags = Diagnostics::new();
+        diags.push(
+            Diagnostic::error(codes::UNKNOWN_OP, loc, "unknown op or block `rleu`")
+                .with_note("did you mean `relu`?"),
+        );
+        assert_eq!(render("m.yaml", source, &diags).trim_end(), expect.trim());
+    }
+
+    #[test]
+    fn text_locations_get_a_snippet() {
+        let text = |line, col, offset, len| Loc::Text {
+            line,
+            col,
+            offset,
+            len,
+        };
+        check(
+            "layers:\n  - rleu\n",
+            text(2, 5, 12, 4),
+            "
+error[K0100]: unknown op or block `rleu`
+  --> m.yaml:2:5
+  |
+2 |   - rleu
+  |     ^^^^
+  |
+  = did you mean `relu`?
+
+error: m.yaml: 1 error found",
+        );
+        // A zero length grows to the end of the token.
+        check(
+            "layers:\n  - rleu\n",
+            text(2, 5, 12, 0),
+            "
+error[K0100]: unknown op or block `rleu`
+  --> m.yaml:2:5
+  |
+2 |   - rleu
+  |     ^^^^
+  |
+  = did you mean `relu`?
+
+error: m.yaml: 1 error found",
+        );
+    }
+
+    #[test]
+    fn other_locations_render_without_a_snippet() {
+        let expect = "
+error[K0100]: m.yaml: unknown op or block `rleu`
+ = did you mean `relu`?
+
+error: m.yaml: 1 error found";
+        check("layers: []\n", Loc::Synthetic, expect);
+        // An offset outside the file is not trusted either.
+        let outside = Loc::Text {
+            line: 9,
+            col: 1,
+            offset: 999,
+            len: 3,
+        };
+        check("layers: []\n", outside, expect);
+    }
 }

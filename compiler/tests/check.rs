@@ -544,3 +544,35 @@ fn verifier_names_the_pass() {
         ]
     );
 }
+
+#[test]
+fn error_duplicate_layer_name() {
+    check(
+        seq("E", &[4], &["linear 8 name=fc", "relu", "linear 2 name=fc"]),
+        "line 3: K0110 two layers are named `fc`; layer names must be unique",
+    );
+    // A block instance is not a layer: a layer may share its name.
+    let module = Module {
+        blocks: vec![block(
+            "wrap",
+            "x",
+            &[],
+            body(vec![], chain(name("x"), &["relu"], 5)),
+        )],
+        networks: vec![network(
+            "Ok",
+            &[("x", &[4])],
+            body(vec![], chain(name("x"), &["relu name=wrap0", "wrap"], 1)),
+            &[("y", None)],
+        )],
+    };
+    check(
+        module,
+        "
+Ok
+layer        op    output  params  MACs
+wrap0        relu  4            0     0
+wrap0.relu0  relu  4            0     0
+total: 0 parameters, 0 multiply-adds per example",
+    );
+}

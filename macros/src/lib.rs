@@ -149,10 +149,11 @@ fn types(module: &Module, failed: bool, file_span: Span) -> (TokenStream2, Diagn
     } else {
         kiln_compiler::check(module)
     };
-    let (checked, diags) = match checked {
+    let (checked, mut diags) = match checked {
         Ok(nets) => (nets, Diagnostics::new()),
         Err(diags) => (Vec::new(), diags),
     };
+    let mut emit_diags = Diagnostics::new();
     for net in &module.networks {
         let span = span_of(net.name.loc);
         let Some(name) = ident(&net.name.name, span) else {
@@ -169,15 +170,24 @@ fn types(module: &Module, failed: bool, file_span: Span) -> (TokenStream2, Diagn
                 net.name.name
             ));
         }
-        let vis = net.public.then(|| quote!(pub));
         let params = done.summary.total_params;
         let macs = done.summary.total_macs;
         let json = done.summary.to_json();
+        let info = kiln_compiler::emit::cpu::TypeInfo {
+            docs,
+            public: net.public,
+            span,
+        };
+        let program = kiln_compiler::plan::build(&done.graph);
+        match kiln_compiler::emit::cpu::emit(&program, &info) {
+            Ok(tokens) => out.extend(tokens),
+            Err(d) => {
+                emit_diags.extend(d);
+                out.extend(stub_type(&name, net.public));
+                continue;
+            }
+        }
         out.extend(quote_spanned! {span=>
-            #(#[doc = #docs])*
-            #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::default::Default)]
-            #vis struct #name;
-
             #[allow(dead_code)]
             impl #name {
                 /// The learned parameters of the network, summed over its layers.
@@ -193,6 +203,7 @@ fn types(module: &Module, failed: bool, file_span: Span) -> (TokenStream2, Diagn
             }
         });
     }
+    diags.extend(emit_diags);
     (out, diags)
 }
 
@@ -243,7 +254,7 @@ mod tests {
                 "pub struct ShapeError ;",
             ),
             ("\"tests/data/lenet5.yaml\"", "include_str ! ("),
-            ("\"tests/data/lenet5.yaml\"", "pub struct LeNet5 ;"),
+            ("\"tests/data/lenet5.yaml\"", "pub struct LeNet5 {"),
             (
                 "\"tests/data/lenet5.yaml\"",
                 "# [doc = \" LeNet-5, as in the crash course.\"]",

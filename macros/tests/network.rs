@@ -56,7 +56,12 @@ fn generated_types() {
     for (got, expect) in cases {
         assert_eq!(got, expect);
     }
-    assert_eq!(format!("{:?}", from_yaml::LeNet5), "LeNet5");
+    // The generated type carries its layout: the flat parameter buffer has
+    // exactly the network's learned scalars.
+    assert_eq!(
+        from_yaml::LeNet5::zeroed_params().values.len(),
+        from_yaml::LeNet5::PARAM_COUNT
+    );
 }
 
 #[test]

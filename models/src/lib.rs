@@ -42,3 +42,8 @@ zoo!(
     "resnext50_32x4d",
     "densenet121",
 );
+
+/// The zoo model called `name` (its file stem, `resnet18`), if there is one.
+pub fn model(name: &str) -> Option<&'static ModelSource> {
+    ZOO.iter().find(|m| m.name == name)
+}

@@ -138,6 +138,22 @@ impl Activation {
         }
     }
 
+    /// The activation of one value with the vectorizable approximations the
+    /// standalone fast kernels use ([`crate::kernels::activation::forward_fast`]):
+    /// bit for bit what `activation_forward` computes, within a few ulp of
+    /// [`Activation::apply`]. For epilogues that must match the standalone op.
+    #[inline(always)]
+    pub fn apply_fast(self, x: f32) -> f32 {
+        crate::kernels::activation::forward_fast(self, x)
+    }
+
+    /// `g · act'(x)` with the same approximations
+    /// ([`crate::kernels::activation::backward_fast`]).
+    #[inline(always)]
+    pub fn backward_fast(self, x: f32, g: f32) -> f32 {
+        crate::kernels::activation::backward_fast(self, x, g)
+    }
+
     /// Whether the backward rule has a useful gradient (false for `Step`).
     pub fn is_differentiable(self) -> bool {
         !matches!(self, Activation::Step)

@@ -241,31 +241,59 @@ impl TensorFile {
 
     /// The values of F32 tensor `name`.
     pub fn f32_values(&self, name: &str) -> Result<Vec<f32>, ToolkitError> {
+        self.values_as_f32(name, &["F32"])
+    }
+
+    /// The values of tensor `name` converted to f32 from any of the
+    /// floating-point dtypes F32, F64 (rounded), F16 and BF16 (exact).
+    pub fn converted_f32_values(&self, name: &str) -> Result<Vec<f32>, ToolkitError> {
+        self.values_as_f32(name, CONVERTIBLE)
+    }
+
+    fn values_as_f32(&self, name: &str, accept: &[&str]) -> Result<Vec<f32>, ToolkitError> {
         let t = self.info(name).ok_or_else(|| {
             format_err(&self.path, Some(name), "no such tensor in the file".into())
         })?;
-        if t.dtype != "F32" {
+        if !accept.contains(&t.dtype.as_str()) {
             return Err(format_err(
                 &self.path,
                 Some(name),
-                format!("dtype {}, expected F32", t.dtype),
+                format!("dtype {}, expected {}", t.dtype, accept.join(" or ")),
             ));
         }
         let b = self.bytes_of(name).unwrap_or_default();
-        Ok(b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(match t.dtype.as_str() {
+            "F64" => b
+                .chunks_exact(8)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+            "F16" => b
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            "BF16" => b
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect(),
+            _ => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        })
     }
 
-    /// The first problem with tensor `name` as an F32 tensor of `shape`
-    /// (to be loaded into `into` when renamed): missing, other dtype, other
-    /// shape, checksum mismatch.
+    /// The first problem with tensor `name` as a tensor of `shape` with one
+    /// of the dtypes `accept` (to be loaded into `into` when renamed):
+    /// missing, other dtype, other shape, checksum mismatch.
     fn check_tensor(
         &self,
         name: &str,
         shape: &[usize],
         kind: &'static str,
         into: Option<&str>,
+        accept: &[&str],
     ) -> Option<Problem> {
         let Some(t) = self.info(name) else {
             return Some(Problem::Missing {
@@ -274,10 +302,11 @@ impl TensorFile {
                 shape: shape.to_vec(),
             });
         };
-        if t.dtype != "F32" {
+        if !accept.contains(&t.dtype.as_str()) {
             return Some(Problem::Dtype {
                 name: name.to_string(),
                 found: t.dtype.clone(),
+                expected: accept.join(" or "),
             });
         }
         if t.shape != shape {
@@ -303,6 +332,32 @@ impl TensorFile {
             saved: saved.clone(),
         })
     }
+}
+
+/// The floating-point dtypes a converting load accepts.
+const CONVERTIBLE: &[&str] = &["F32", "F64", "F16", "BF16"];
+
+/// IEEE half to single precision, exactly (subnormals, infinities and NaN
+/// included).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let mant = (h & 0x3ff) as u32;
+    let bits = match (exp, mant) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: normalize the mantissa.
+            let (mut e, mut m) = (127 - 15 + 1, mant);
+            while m & 0x400 == 0 {
+                m <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((m & 0x3ff) << 13)
+        }
+        (0x1f, _) => sign | 0x7f80_0000 | (mant << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (mant << 13),
+    };
+    f32::from_bits(bits)
 }
 
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -415,6 +470,7 @@ pub fn save(
     state: &TrainState,
 ) -> Result<(), ToolkitError> {
     let path = path.as_ref();
+    params.validate()?;
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let push_layout = |named: &mut Vec<_>, layout: &ParamLayout, values: &[f32], prefix: &str| {
         for s in layout.slots() {
@@ -534,7 +590,7 @@ pub fn load_from(file: &TensorFile, params: &mut Params) -> Result<TrainState, T
     ] {
         for s in layout.slots() {
             known.insert(&s.name);
-            problems.extend(file.check_tensor(&s.name, &s.shape, what, None));
+            problems.extend(file.check_tensor(&s.name, &s.shape, what, None, &["F32"]));
         }
     }
     // Optimizer state names present in the file, in first-seen order.
@@ -570,7 +626,7 @@ pub fn load_from(file: &TensorFile, params: &mut Params) -> Result<TrainState, T
     for sname in &state_names {
         for s in params.layout.slots() {
             let name = format!("{OPTIM_PREFIX}{sname}/{}", s.name);
-            problems.extend(file.check_tensor(&name, &s.shape, "optimizer tensor", None));
+            problems.extend(file.check_tensor(&name, &s.shape, "optimizer tensor", None, &["F32"]));
         }
     }
     let mut parse_u64 = |key: &str| -> Option<u64> {
@@ -660,6 +716,9 @@ pub struct PartialLoad {
     /// substituted (`features.0.*` → `conv1.*`). File tensors that match no
     /// rule are skipped.
     pub rules: Vec<(Pattern, Pattern)>,
+    /// Accept F64, F16 and BF16 tensors and convert them to f32 (F16 and
+    /// BF16 exactly, F64 rounded); otherwise only F32 is accepted.
+    pub convert: bool,
 }
 
 impl PartialLoad {
@@ -671,6 +730,12 @@ impl PartialLoad {
     /// Adds a rename rule; `rule("features.*", "features.*")` keeps names.
     pub fn rule(mut self, from: &str, to: &str) -> PartialLoad {
         self.rules.push((Pattern::new(from), Pattern::new(to)));
+        self
+    }
+
+    /// The same load, converting F64, F16 and BF16 tensors to f32.
+    pub fn converting(mut self) -> PartialLoad {
+        self.convert = true;
         self
     }
 }
@@ -704,6 +769,7 @@ pub fn load_partial_from(
     params: &mut Params,
     spec: &PartialLoad,
 ) -> Result<LoadReport, ToolkitError> {
+    params.validate()?;
     let mut problems = Vec::new();
     let mut report = LoadReport::default();
     let mut used = vec![false; spec.rules.len()];
@@ -730,7 +796,14 @@ pub fn load_partial_from(
                 target: target.clone(),
             }),
             Some(shape) => {
-                problems.extend(file.check_tensor(&t.name, &shape, "tensor", Some(&target)));
+                let accept: &[&str] = if spec.convert { CONVERTIBLE } else { &["F32"] };
+                problems.extend(file.check_tensor(
+                    &t.name,
+                    &shape,
+                    "tensor",
+                    Some(&target),
+                    accept,
+                ));
             }
         }
         if let Some(prev) = targets.insert(target.clone(), t.name.clone()) {
@@ -756,7 +829,7 @@ pub fn load_partial_from(
         });
     }
     for (from, to) in &report.loaded {
-        let v = file.f32_values(from)?;
+        let v = file.converted_f32_values(from)?;
         let dst = match params.get_mut(to) {
             Some(d) => d,
             None => params.buffer_mut(to).ok_or_else(|| {
@@ -766,4 +839,35 @@ pub fn load_partial_from(
         dst.copy_from_slice(&v);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    /// The value of half-precision bits by the textbook formula, in f64.
+    fn f16_by_formula(h: u16) -> f64 {
+        let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+        let exp = ((h >> 10) & 0x1f) as i32;
+        let mant = (h & 0x3ff) as f64;
+        match exp {
+            0 => sign * mant * 2f64.powi(-24),
+            31 if mant == 0.0 => sign * f64::INFINITY,
+            31 => f64::NAN,
+            _ => sign * (1.0 + mant / 1024.0) * 2f64.powi(exp - 15),
+        }
+    }
+
+    #[test]
+    fn f16_conversion_is_exact_for_every_bit_pattern() {
+        for h in 0..=u16::MAX {
+            let (got, want) = (f16_to_f32(h) as f64, f16_by_formula(h));
+            if want.is_nan() {
+                assert!(got.is_nan(), "{h:#06x}");
+            } else {
+                assert_eq!(got, want, "{h:#06x}");
+                assert_eq!(got.is_sign_negative(), want.is_sign_negative(), "{h:#06x}");
+            }
+        }
+    }
 }

@@ -19,7 +19,7 @@
 //! each in a normal or a uniform form; the uniform form draws from
 //! `U(−a, a)` with `a = √(3·variance)`, which has the same variance.
 
-use crate::params::{Params, Pattern, Role};
+use crate::params::{Params, Pattern, Role, ToolkitError};
 use crate::rng::{Rng, mix64};
 
 /// The distribution of a variance-scaled initializer.
@@ -191,8 +191,9 @@ impl InitPolicy {
     /// Fills every parameter of `params`, each from its own stream of
     /// `seed`, and resets the buffers: names ending in `running_var` to 1,
     /// all others to 0 (batch norm's initial running statistics). Gradients
-    /// are zeroed.
-    pub fn apply(&self, params: &mut Params, seed: u64) {
+    /// are zeroed. Fails only if `params` is inconsistent with its layouts.
+    pub fn apply(&self, params: &mut Params, seed: u64) -> Result<(), ToolkitError> {
+        params.validate()?;
         let root = Rng::new(seed);
         for slot in params.layout.slots() {
             let init = self.init_for(&slot.name, slot.role);
@@ -208,5 +209,6 @@ impl InitPolicy {
             params.buffers[slot.range()].fill(v);
         }
         params.zero_grads();
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod activation;
+pub mod arena;
 pub mod kernels;
 pub mod rng;
 

@@ -339,13 +339,8 @@ impl Optim {
 
 impl Optimizer for Optim {
     fn step(&mut self, params: &mut Params, lr: f32) -> Result<(), ToolkitError> {
+        params.validate()?;
         let n = params.values.len();
-        if params.grads.len() != n {
-            return Err(ToolkitError::Invalid(format!(
-                "gradient buffer has {} elements but the parameters have {n}",
-                params.grads.len()
-            )));
-        }
         self.ensure_state(n)?;
         self.t += 1;
         let layout = &params.layout;

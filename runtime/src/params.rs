@@ -16,6 +16,48 @@
 //! parameters" and "freeze the feature extractor" are one rule each.
 //!
 //! This module also holds the toolkit's error type, [`ToolkitError`].
+//!
+//! How the toolkit's pieces fit in a training loop:
+//!
+//! ```
+//! use kiln_runtime::checkpoint::{self, TrainState};
+//! use kiln_runtime::init::{Dist, Init, InitPolicy};
+//! use kiln_runtime::optim::{Optim, Optimizer};
+//! use kiln_runtime::params::{Group, ParamLayout, Params, Role, Select};
+//! use kiln_runtime::schedule::{Decay, Schedule};
+//!
+//! let mut layout = ParamLayout::from_specs([
+//!     ("fc.weight", &[10, 784][..]),
+//!     ("fc.bias", &[10][..]),
+//! ])?;
+//! // Weight decay on weights only.
+//! layout.assign_groups(
+//!     Group::new("decay").weight_decay(5e-4),
+//!     vec![(Select::Role(Role::Bias), Group::new("no_decay"))],
+//! );
+//! let mut params = Params::new(layout, ParamLayout::new())?;
+//! InitPolicy::new(Init::He(Dist::Normal)).apply(&mut params, 42)?;
+//! let mut opt = Optim::momentum(0.9);
+//! let mut sched = Schedule::new(0.1, Decay::Cosine { total: 100 }).with_warmup(5);
+//! for _ in 0..3 {
+//!     params.zero_grads();
+//!     // ... forward and backward write params.grads ...
+//!     opt.step(&mut params, sched.lr())?;
+//!     sched.advance();
+//! }
+//! let path = std::env::temp_dir().join("kiln-doc-example.safetensors");
+//! let state = TrainState {
+//!     optim: Some(opt.state()),
+//!     schedule: Some(sched.state()),
+//!     epoch: 1,
+//!     ..TrainState::default()
+//! };
+//! checkpoint::save(&path, &params, &state)?;
+//! let back = checkpoint::load(&path, &mut params)?;
+//! assert_eq!(back.epoch, 1);
+//! # std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -70,13 +112,15 @@ pub enum Problem {
         /// The shape the model expects.
         shape: Vec<usize>,
     },
-    /// The file's tensor is not F32.
-    #[error("tensor `{name}`: dtype {found}, expected F32")]
+    /// The file's tensor has a dtype the load does not accept.
+    #[error("tensor `{name}`: dtype {found}, expected {expected}")]
     Dtype {
         /// The tensor.
         name: String,
         /// Its dtype in the file.
         found: String,
+        /// The dtypes accepted (`F32`, or `F32 or F64 or F16 or BF16`).
+        expected: String,
     },
     /// The shapes differ.
     #[error("tensor `{name}`: expected shape {expected:?}, found {found:?}{}", into.as_ref().map(|t| format!(" (loading into `{t}`)")).unwrap_or_default())]
@@ -397,6 +441,11 @@ impl ParamLayout {
         if name.is_empty() {
             return Err(ToolkitError::Invalid("a tensor name is empty".into()));
         }
+        if name == "__metadata__" || name.starts_with("__optim__/") {
+            return Err(ToolkitError::Invalid(format!(
+                "tensor name `{name}` is reserved by the checkpoint format"
+            )));
+        }
         if self.index.contains_key(name) {
             return Err(ToolkitError::Invalid(format!(
                 "tensor `{name}` is declared twice in the layout"
@@ -564,6 +613,22 @@ impl Params {
         Some(&mut self.buffers[r])
     }
 
+    /// Checks that `values`, `grads` and `buffers` have their layouts'
+    /// lengths (the fields are public, so a caller can break this).
+    pub fn validate(&self) -> Result<(), ToolkitError> {
+        let (n, b) = (self.layout.len(), self.buffer_layout.len());
+        if self.values.len() != n || self.grads.len() != n || self.buffers.len() != b {
+            return Err(ToolkitError::Invalid(format!(
+                "the layout has {n} parameters and {b} buffer scalars, but values, grads and \
+                 buffers hold {}, {} and {}",
+                self.values.len(),
+                self.grads.len(),
+                self.buffers.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Sets every gradient to zero.
     pub fn zero_grads(&mut self) {
         self.grads.fill(0.0);
@@ -618,5 +683,7 @@ mod tests {
         assert_eq!((s.name.as_str(), i), ("fc.weight", 1));
         assert!(l.locate(12).is_none());
         assert!(l.push("c.bias", &[1]).is_err());
+        assert!(l.push("__optim__/m/x", &[1]).is_err());
+        assert!(l.push("", &[1]).is_err());
     }
 }

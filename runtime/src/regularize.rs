@@ -15,7 +15,7 @@
 //! [`Role::Weight`] tensors are penalized, not biases or normalization
 //! parameters.
 
-use crate::params::{Params, Pattern, Role};
+use crate::params::{Params, Pattern, Role, ToolkitError};
 
 /// The penalty formula.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,8 +73,10 @@ impl Regularizer {
     }
 
     /// Adds the penalty's gradient to `params.grads` and returns its value
-    /// (accumulated in f64).
-    pub fn apply(&self, params: &mut Params) -> f64 {
+    /// (accumulated in f64). Fails only if `params` is inconsistent with its
+    /// layout.
+    pub fn apply(&self, params: &mut Params) -> Result<f64, ToolkitError> {
+        params.validate()?;
         let mut total = 0.0f64;
         for slot in params.layout.slots() {
             if !self.applies(&slot.name, slot.role) {
@@ -105,6 +107,6 @@ impl Regularizer {
                 }
             }
         }
-        total
+        Ok(total)
     }
 }

@@ -256,6 +256,8 @@ fn conv_fixed_geometries() {
         Conv2dGeometry::new(1, 24, 14, 14, 40, 1, 1).with_stride(2),
         // 3×3 stride 1 through im2col (too many channels for the direct kernel).
         Conv2dGeometry::new(2, 20, 9, 8, 24, 3, 3).with_pad(1),
+        // A depth beyond one packed block (360 > KC) with rows across panels.
+        Conv2dGeometry::new(1, 40, 9, 11, 20, 3, 3).with_pad(1),
         // A 7×7 stride-2 stem, a depthwise and a grouped dilated convolution.
         Conv2dGeometry::new(1, 3, 23, 21, 8, 7, 7)
             .with_stride(2)

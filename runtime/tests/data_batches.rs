@@ -273,3 +273,38 @@ fn augmented_batches_are_deterministic_per_seed_epoch_index() {
     );
     assert_eq!(per_index(&a)[5].1, im);
 }
+
+#[test]
+fn a_full_mnist_epoch_normalized_and_augmented() {
+    let dir = kiln_runtime::data::data_dir().join("mnist");
+    let train =
+        Arc::new(kiln_runtime::data::load_mnist(&dir, kiln_runtime::data::Split::Train).unwrap());
+    let cfg = BatchConfig::new(64)
+        .seed(3)
+        .drop_last(true)
+        .augment(Augment::digits())
+        .normalize(Normalize::mnist());
+    let t = std::time::Instant::now();
+    let mut seen = vec![false; train.len()];
+    let mut batches = 0;
+    let mut sum = 0.0f64;
+    for b in train.batches(&cfg, 0).unwrap() {
+        assert_eq!(b.shape, [64, 1, 28, 28]);
+        for &i in &b.indices {
+            assert!(!std::mem::replace(&mut seen[i], true));
+        }
+        sum += b.images.iter().map(|&x| x as f64).sum::<f64>();
+        batches += 1;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "one MNIST epoch, batch 64, rotate/scale + normalize: {batches} batches in {secs:.2} s ({:.0} images/s)",
+        (batches * 64) as f64 / secs
+    );
+    assert_eq!(batches, 60_000 / 64);
+    assert_eq!(seen.iter().filter(|&&s| s).count(), 937 * 64);
+    // Normalized with the data's own statistics the mean is near 0 (the
+    // rotation's zero fill and interpolation move it a little).
+    let mean = sum / (937.0 * 64.0 * 784.0);
+    assert!(mean.abs() < 0.1, "{mean}");
+}

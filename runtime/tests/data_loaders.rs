@@ -1,4 +1,4 @@
-//! Loaders on the real data sets (MNIST and the CIFAR-10 sample from the
+//! Loaders on the real data sets (MNIST, the digits CSV and the CIFAR-10 sample from the
 //! project's `data/`, Fashion-MNIST from `../shared/data` or `KILN_DATA`
 //! when present) and on corrupt inputs, which must give clear errors.
 
@@ -6,8 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use kiln_runtime::data::cifar::parse_cifar10;
+use kiln_runtime::data::digits::parse_digits_csv;
 use kiln_runtime::data::idx::parse_idx;
-use kiln_runtime::data::{Dataset, Split, data_dir, load_cifar10, load_mnist, locate};
+use kiln_runtime::data::{
+    Dataset, Normalize, Split, data_dir, load_cifar10, load_digits, load_mnist, locate,
+};
 
 /// What a loaded data set must show.
 struct Expect {
@@ -60,6 +63,11 @@ fn mnist_from_the_project_data_folder() {
     let first = train.image(0);
     assert_eq!(first[0], 0.0);
     assert!(first.contains(&1.0));
+    // The usual normalization constants are this training set's statistics.
+    let stats = Normalize::from_data(&train);
+    assert!((stats.mean[0] - 0.1307).abs() < 5e-5, "{stats:?}");
+    assert!((stats.std[0] - 0.3081).abs() < 5e-5, "{stats:?}");
+    assert_eq!(stats, Normalize::from_data(&train.first(60_000)));
 }
 
 #[test]
@@ -74,6 +82,53 @@ fn cifar10_sample_labels() {
             first_labels: &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1, 0, 9, 5, 7, 9, 8, 5, 7, 8, 6],
         },
     );
+}
+
+#[test]
+fn sklearn_digits() {
+    let d = load_digits(&data_dir().join("digits/digits.csv.gz")).unwrap();
+    check(
+        &d,
+        Expect {
+            len: 1797,
+            shape: [1, 8, 8],
+            counts: Some(&[178, 182, 177, 183, 181, 182, 181, 179, 174, 180]),
+            first_labels: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        },
+    );
+    // The first row begins 0,0,5,13,9,1 (values out of 16).
+    assert_eq!(
+        &d.image(0)[..6],
+        &[0.0, 0.0, 5.0 / 16.0, 13.0 / 16.0, 9.0 / 16.0, 1.0 / 16.0]
+    );
+}
+
+#[test]
+fn corrupt_digits_csv() {
+    let row = |label: &str| format!("{}{label}\n", "1,".repeat(64));
+    let cases = [
+        (row("3"), None),
+        (
+            row("10"),
+            Some("line 1, field 65: 10 is not an integer in 0..=9"),
+        ),
+        (format!("{}{}", row("1"), "1,2\n"), Some("line 2: 2 fields")),
+        (row("x"), Some("line 1, field 65: `x` is not a number")),
+        (String::new(), Some("no rows")),
+    ];
+    for (text, expect) in cases {
+        let got = parse_digits_csv(text.as_bytes(), "d.csv");
+        match expect {
+            None => assert_eq!(got.unwrap().labels, [3]),
+            Some(e) => {
+                let msg = got.unwrap_err().to_string();
+                assert!(
+                    msg.starts_with("d.csv") && msg.contains(e),
+                    "`{msg}` lacks `{e}`"
+                );
+            }
+        }
+    }
 }
 
 /// Fashion-MNIST is not committed; look for it under `KILN_DATA`, then in a

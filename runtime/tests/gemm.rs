@@ -5,7 +5,8 @@
 use kiln_runtime::activation::Activation;
 use kiln_runtime::kernels::dispatch::{self, Kernels};
 use kiln_runtime::kernels::gemm::{
-    Epilogue, Gemm, gemm_scratch_len_with, sgemm_serial_with, sgemm_with,
+    Epilogue, Gemm, gemm_scratch_len_with, pack_a, packed_a_len, sgemm_packed_serial_with,
+    sgemm_packed_with, sgemm_serial_with, sgemm_with,
 };
 use kiln_runtime::reference;
 use proptest::prelude::*;
@@ -94,6 +95,13 @@ fn check(case: &Case) {
         sgemm_serial_with(kern, &g, &a, &b, &mut serial, &epilogue, &mut scratch);
         let mut threaded = c0.clone();
         sgemm_with(kern, &g, &a, &b, &mut threaded, &epilogue);
+        // A packed in advance, serial and threaded.
+        let mut packed = vec![f32::NAN; packed_a_len(kern, &g)];
+        pack_a(kern, &g, &a, &mut packed);
+        let mut pre = c0.clone();
+        sgemm_packed_serial_with(kern, &g, &packed, &b, &mut pre, &epilogue, &mut scratch);
+        let mut pre_threaded = c0.clone();
+        sgemm_packed_with(kern, &g, &packed, &b, &mut pre_threaded, &epilogue);
         for i in 0..m {
             for j in 0..n {
                 let at = i * g.ldc + j;
@@ -110,6 +118,18 @@ fn check(case: &Case) {
                     s.to_bits(),
                     t.to_bits(),
                     "{}: serial and threaded differ at C[{i},{j}] in {case:?}",
+                    kern.name
+                );
+                let (p, pt) = (pre[at], pre_threaded[at]);
+                assert!(
+                    (e - p).abs() <= tol,
+                    "{}: prepacked C[{i},{j}] = {p}, reference {e} (tol {tol}) in {case:?}",
+                    kern.name
+                );
+                assert_eq!(
+                    p.to_bits(),
+                    pt.to_bits(),
+                    "{}: prepacked serial and threaded differ at C[{i},{j}] in {case:?}",
                     kern.name
                 );
             }
@@ -216,6 +236,20 @@ fn gemm_fixed_cases() {
             ..base.clone()
         });
     }
+    // A matrix-vector product whose path once depended on the row split
+    // (a padded C column), found by the property test.
+    check(&Case {
+        m: 9,
+        n: 1,
+        k: 87,
+        trans_a: true,
+        trans_b: true,
+        pad: [1, 1, 1],
+        alpha: 1.8,
+        beta: 1.0,
+        steps: vec![Step::Residual, Step::Residual],
+        ..base.clone()
+    });
     // A full epilogue on a plain product.
     check(&Case {
         m: 20,

@@ -45,12 +45,20 @@ fn check_activation(act: Activation, x: &[f32], dy: &[f32]) {
     let mut inplace = x.to_vec();
     fast::activation_forward_in_place(act, &mut inplace);
     assert_bits_eq(&format!("{what} in place"), &inplace, &got);
+    let scalar: Vec<f32> = x.iter().map(|&v| act.apply_fast(v)).collect();
+    assert_bits_eq(&format!("{what} apply_fast (for epilogues)"), &scalar, &got);
 
     let mut want_dx = vec![0.0; x.len()];
     reference::activation_backward(act, x, dy, &mut want_dx);
     let mut got_dx = vec![0.0; x.len()];
     fast::activation_backward(act, x, dy, &mut got_dx);
     assert_close(&format!("{what} backward"), &got_dx, &want_dx, RTOL, ATOL);
+    let scalar: Vec<f32> = x
+        .iter()
+        .zip(dy)
+        .map(|(&v, &g)| act.backward_fast(v, g))
+        .collect();
+    assert_bits_eq(&format!("{what} backward_fast"), &scalar, &got_dx);
 }
 
 /// Checks PReLU's kernel against the reference, forward and backward.
@@ -220,6 +228,33 @@ fn exp_approx_is_within_three_ulp_of_libm() {
 }
 
 #[test]
+fn tanh_and_ln_approx_are_within_a_few_ulp_of_libm() {
+    // tanh near 0 and in the polynomial/exponential crossover, and ln over
+    // the normal range from 1e-30 to 1e30.
+    let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
+    let mut worst_tanh = 0;
+    for i in 0..200_000 {
+        let x = -12.0 + 24.0 * i as f32 / 200_000.0;
+        worst_tanh = worst_tanh.max(ulps(fast::tanh_approx(x), libm::tanhf(x)));
+    }
+    let mut worst_ln = 0;
+    for i in 0..200_000 {
+        let x = libm::powf(10.0, -30.0 + 60.0 * i as f32 / 200_000.0);
+        worst_ln = worst_ln.max(ulps(fast::ln_approx(x), libm::logf(x)));
+    }
+    assert!(
+        worst_tanh <= 4 && worst_ln <= 2,
+        "tanh {worst_tanh} ulp, ln {worst_ln} ulp"
+    );
+    assert_eq!(fast::tanh_approx(0.0), 0.0);
+    assert_eq!(
+        (fast::tanh_approx(50.0), fast::tanh_approx(-50.0)),
+        (1.0, -1.0)
+    );
+    assert_eq!(fast::ln_approx(1.0), 0.0);
+}
+
+#[test]
 fn reference_activation_backward_matches_finite_differences() {
     let x = away_from_zero(11, 40, 0.05);
     let w = uniform64(12, 40, -1.0, 1.0);
@@ -372,7 +407,13 @@ fn parallel_kernels_are_bit_identical_on_one_and_two_threads() {
         fast_ew::add(&[&x, &dy, &d], &mut s);
         let mut c = vec![0.0; 2 * len];
         fast_ew::concat(&[&x, &dy], &[8, 8], 4, 64 * 64, &mut c);
-        out.extend([d, s, c]);
+        let mut acc = x.clone();
+        fast_ew::accumulate_scaled(&mut acc, 0.3, &dy);
+        let mut sc = vec![0.0; len];
+        fast_ew::scale(&x, 1.7, &mut sc);
+        let (mut p0, mut p1) = (vec![0.0; len], vec![0.0; len]);
+        fast_ew::split(&c, &[8, 8], 4, 64 * 64, &mut [&mut p0, &mut p1]);
+        out.extend([d, s, c, acc, sc, p0, p1]);
         out
     };
     let one = with_threads(1, run);
@@ -380,4 +421,18 @@ fn parallel_kernels_are_bit_identical_on_one_and_two_threads() {
     for (i, (a, b)) in one.iter().zip(&two).enumerate() {
         assert_bits_eq(&format!("output {i}"), a, b);
     }
+}
+
+#[test]
+fn seeds_sigmoid_of_a_small_layer_is_0_98_0_12() {
+    // σ(W·[1, −1] + b) with W = [[1, −2], [−1, 1]] and b = [1, 0]; the
+    // matrix-vector product by hand (GEMM is not this file's op).
+    let (w, x, b) = ([[1.0f32, -2.0], [-1.0, 1.0]], [1.0f32, -1.0], [1.0f32, 0.0]);
+    let z: Vec<f32> = (0..2)
+        .map(|i| w[i][0] * x[0] + w[i][1] * x[1] + b[i])
+        .collect();
+    assert_eq!(z, [4.0, -2.0]);
+    let mut y = [0.0; 2];
+    fast::activation_forward(Activation::Sigmoid, &z, &mut y);
+    assert_close("sigma", &y, &[0.98, 0.12], 0.0, 0.005);
 }

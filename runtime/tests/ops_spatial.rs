@@ -146,6 +146,13 @@ proptest! {
     }
 
     #[test]
+    fn two_by_two_pooling_matches_reference(n in 1usize..3, c in 1usize..4, h in 2usize..15, w in 2usize..15, seed: u64) {
+        // The 2×2 stride-2 fast path, odd sizes included (the last row or
+        // column is then dropped).
+        check_pool(Pool2d::square(n, c, h, w, 2, 2, 0), seed);
+    }
+
+    #[test]
     fn global_avg_pool_matches_reference(planes in 1usize..20, spatial in 1usize..80, seed: u64) {
         check_global_avg(planes, spatial, seed);
     }

@@ -442,7 +442,7 @@ mod init {
             InitPolicy::new(Init::He(Dist::Normal)).rule("conv.bias", Init::Constant(0.01));
         let mut p = Params::new(layout, bufs).unwrap();
         p.buffers.fill(7.0);
-        policy.apply(&mut p, 5);
+        policy.apply(&mut p, 5).unwrap();
         assert!(p.get("conv.bias").unwrap().iter().all(|&x| x == 0.01));
         assert!(p.get("fc.bias").unwrap().iter().all(|&x| x == 0.0));
         assert!(p.get("bn.weight").unwrap().iter().all(|&x| x == 1.0));
@@ -466,9 +466,9 @@ mod init {
             ParamLayout::from_specs([("extra.weight", &[4, 4][..]), ("fc.weight", &[10, 8][..])])
                 .unwrap();
         let mut q = Params::new(other, ParamLayout::new()).unwrap();
-        policy.apply(&mut q, 5);
+        policy.apply(&mut q, 5).unwrap();
         assert_eq!(q.get("fc.weight"), p.get("fc.weight"));
-        policy.apply(&mut q, 6);
+        policy.apply(&mut q, 6).unwrap();
         assert_ne!(q.get("fc.weight"), p.get("fc.weight"));
     }
 }
@@ -485,7 +485,7 @@ mod regularize {
             ParamLayout::from_specs([("fc.weight", &[1, 3][..]), ("fc.bias", &[1][..])]).unwrap();
         let mut p = Params::new(layout, ParamLayout::new()).unwrap();
         p.values.copy_from_slice(&[0.5, -2.0, 0.0, 3.0]);
-        let got = Regularizer::weights(penalty).apply(&mut p);
+        let got = Regularizer::weights(penalty).apply(&mut p).unwrap();
         assert!(
             (got - value).abs() < 1e-12,
             "{penalty:?}: value {got}, want {value}"
@@ -516,6 +516,20 @@ mod regularize {
     }
 
     #[test]
+    fn inconsistent_params_are_an_error_not_a_panic() {
+        let layout = ParamLayout::from_specs([("a.weight", &[2, 2][..])]).unwrap();
+        let mut p = Params::new(layout, ParamLayout::new()).unwrap();
+        p.values.truncate(3);
+        let r = Regularizer::weights(Penalty::L2 { lambda: 1.0 });
+        let err = r.apply(&mut p).unwrap_err().to_string();
+        assert!(err.contains("4 parameters"), "{err}");
+        use kiln_runtime::optim::{Optim, Optimizer};
+        assert!(Optim::adam().step(&mut p, 0.1).is_err());
+        let policy = kiln_runtime::init::InitPolicy::new(kiln_runtime::init::Init::Zeros);
+        assert!(policy.apply(&mut p, 1).is_err());
+    }
+
+    #[test]
     fn exclusion_by_name() {
         let layout =
             ParamLayout::from_specs([("a.weight", &[2, 1][..]), ("b.weight", &[1, 1][..])])
@@ -523,7 +537,7 @@ mod regularize {
         let mut p = Params::new(layout, ParamLayout::new()).unwrap();
         p.values.fill(1.0);
         let r = Regularizer::weights(Penalty::L1 { lambda: 1.0 }).excluding("b.*");
-        assert_eq!(r.apply(&mut p), 2.0);
+        assert_eq!(r.apply(&mut p).unwrap(), 2.0);
         assert_eq!(p.grads, [1.0, 1.0, 0.0]);
     }
 }

@@ -16,8 +16,10 @@
 //! [`Graph`] implements `Display`: a stable text dump used by snapshot tests
 //! and by `KILN_DEBUG=<pass>`.
 
+mod grad;
 mod op;
 
+pub use grad::GradOp;
 pub use op::{
     Activation, Arity, Category, Conv2d, ConvTranspose2d, Loss, LossKind, Op, Padding, Pool2d,
     Reduction, UpsampleMode,
@@ -60,9 +62,11 @@ impl Shape {
         self.0.len()
     }
 
-    /// The number of elements per example.
+    /// The number of elements per example (saturating at `u64::MAX`).
     pub fn numel(&self) -> u64 {
-        self.0.iter().map(|&d| d as u64).product()
+        self.0
+            .iter()
+            .fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
     }
 
     /// The dims.

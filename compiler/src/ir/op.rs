@@ -5,6 +5,7 @@
 //! The predicates that passes ask ("is this train-only?", "does it carry
 //! parameters?", "how many inputs does it take?") live here and nowhere else.
 
+use super::grad::GradOp;
 use std::fmt;
 
 /// A primitive op with its attributes, as the IR holds it.
@@ -113,6 +114,8 @@ pub enum Op {
     },
     /// The loss head: the output and an implicit target give a scalar.
     Loss(Loss),
+    /// A gradient op of the backward half of a joint graph (built by autodiff).
+    Grad(GradOp),
 }
 
 /// The attributes of `conv2d`.
@@ -338,6 +341,8 @@ pub enum Category {
     Structural,
     /// The loss head.
     Loss,
+    /// Gradient ops (the backward half of a joint graph).
+    Gradient,
 }
 
 /// How many inputs an op takes.
@@ -403,6 +408,7 @@ impl Op {
             Op::Add => "add",
             Op::Concat { .. } => "concat",
             Op::Loss(l) => l.kind.name(),
+            Op::Grad(g) => g.name(),
         }
     }
 
@@ -421,6 +427,7 @@ impl Op {
             Op::BatchNorm { .. } | Op::Lrn { .. } | Op::Dropout { .. } => Category::Normalization,
             Op::Flatten | Op::Reshape { .. } | Op::Add | Op::Concat { .. } => Category::Structural,
             Op::Loss(_) => Category::Loss,
+            Op::Grad(_) => Category::Gradient,
         }
     }
 
@@ -430,6 +437,7 @@ impl Op {
             Op::Input { .. } => Arity::Exactly(0),
             Op::Add => Arity::AtLeast(2),
             Op::Concat { .. } => Arity::AtLeast(1),
+            Op::Grad(g) => g.arity(),
             _ => Arity::Exactly(1),
         }
     }
@@ -444,6 +452,16 @@ impl Op {
     /// (dropout; batch norm's batch versus running statistics).
     pub fn has_train_mode(&self) -> bool {
         matches!(self, Op::Dropout { .. } | Op::BatchNorm { .. })
+    }
+
+    /// Whether the value has a batch dimension: every value but the loss
+    /// (a scalar reduced over the batch) and parameter gradients.
+    pub fn is_batched(&self) -> bool {
+        match self {
+            Op::Loss(_) => false,
+            Op::Grad(g) => g.is_batched(),
+            _ => true,
+        }
     }
 
     /// Whether the output has the input's shape and each element depends
@@ -558,6 +576,7 @@ impl Op {
                 ));
                 v
             }
+            Op::Grad(g) => g.attrs(),
         }
     }
 }

@@ -133,7 +133,11 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             {
                 return Err(cx.err(
                     codes::CHANNEL_MISMATCH,
-                    format!("expected {want} input channels, found {ch} (input shape {x})"),
+                    format!(
+                        "expected {} input channel{}, found {ch} (input shape {x})",
+                        want,
+                        if want == 1 { "" } else { "s" }
+                    ),
                 ));
             }
             groups_divide(cx, c.groups, ch, c.out, &x)?;
@@ -169,7 +173,11 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             {
                 return Err(cx.err(
                     codes::CHANNEL_MISMATCH,
-                    format!("expected {want} input channels, found {ch} (input shape {x})"),
+                    format!(
+                        "expected {} input channel{}, found {ch} (input shape {x})",
+                        want,
+                        if want == 1 { "" } else { "s" }
+                    ),
                 ));
             }
             groups_divide(cx, c.groups, ch, c.out, &x)?;
@@ -227,7 +235,11 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             {
                 return Err(cx.err(
                     codes::CHANNEL_MISMATCH,
-                    format!("expected {want} input features, found {d} (input shape {x})"),
+                    format!(
+                        "expected {} input feature{}, found {d} (input shape {x})",
+                        want,
+                        if want == 1 { "" } else { "s" }
+                    ),
                 ));
             }
             let mut params = vec![cx.param("weight", vec![*out, d], ParamRole::Weight)];
@@ -345,6 +357,10 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             Ok((x, vec![]))
         }
         Op::Concat { axis } => concat(cx, *axis, ins),
+        Op::Grad(g) => match g.output_shape(ins) {
+            Ok(s) => Ok((s, vec![])),
+            Err(m) => Err(cx.err(codes::INTERNAL, m)),
+        },
         Op::Loss(l) => {
             if l.kind.takes_class_index() && x.rank() != 1 {
                 return Err(cx.err(

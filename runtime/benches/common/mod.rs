@@ -11,6 +11,50 @@ use std::hint::black_box;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// Which clock a case is timed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall-clock time: what multi-threaded cases must use.
+    Wall,
+    /// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`): for
+    /// single-thread cases, so that time the shared machine's scheduler
+    /// gives to other processes is not counted.
+    ThreadCpu,
+}
+
+impl Clock {
+    fn name(self) -> &'static str {
+        match self {
+            Clock::Wall => "wall",
+            Clock::ThreadCpu => "thread-cpu",
+        }
+    }
+
+    /// The current reading of this clock.
+    pub fn now(self) -> Duration {
+        match self {
+            Clock::Wall => {
+                static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+                START.get_or_init(Instant::now).elapsed()
+            }
+            Clock::ThreadCpu => thread_cpu_time(),
+        }
+    }
+}
+
+/// CPU time consumed by the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant
+    // every Linux kernel supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// One measured case.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -22,6 +66,8 @@ pub struct Record {
     pub seconds: f64,
     /// The peak the case is compared against (GFLOP/s).
     pub peak_gflops: f64,
+    /// The clock the case was timed with.
+    pub clock: Clock,
 }
 
 impl Record {
@@ -53,22 +99,28 @@ impl Recorder {
         &mut self,
         c: &mut Criterion,
         name: &str,
+        clock: Clock,
         flops: f64,
         peak_gflops: f64,
         mut f: impl FnMut(),
     ) {
         let samples: RefCell<Vec<f64>> = RefCell::new(Vec::new());
-        c.bench_function(name, |b| {
+        let mut group = c.benchmark_group(&self.bench);
+        // Flat sampling: every sample runs the same number of iterations, so
+        // slow cases (a batch-32 convolution) need only ten runs.
+        group.sampling_mode(criterion::SamplingMode::Flat);
+        group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let t = Instant::now();
+                let t = clock.now();
                 for _ in 0..iters {
                     f();
                 }
-                let d = t.elapsed();
+                let d = clock.now() - t;
                 samples.borrow_mut().push(d.as_secs_f64() / iters as f64);
                 d
             })
         });
+        group.finish();
         let mut s = samples.into_inner();
         if s.is_empty() {
             // Criterion filtered this case out (a name filter was given).
@@ -81,6 +133,7 @@ impl Recorder {
             flops,
             seconds,
             peak_gflops,
+            clock,
         });
     }
 
@@ -107,12 +160,13 @@ impl Recorder {
             Ok(mut file) => {
                 for r in &self.records {
                     let line = format!(
-                        "{{\"name\":\"{}\",\"flops\":{},\"seconds\":{:e},\"gflops\":{:.3},\"peak_gflops\":{:.3},\"kernels\":\"{}\"}}",
+                        "{{\"name\":\"{}\",\"flops\":{},\"seconds\":{:e},\"gflops\":{:.3},\"peak_gflops\":{:.3},\"clock\":\"{}\",\"kernels\":\"{}\"}}",
                         r.name,
                         r.flops,
                         r.seconds,
                         r.gflops(),
                         r.peak_gflops,
+                        r.clock.name(),
                         kiln_runtime::kernels::dispatch::kernels().name
                     );
                     let _ = writeln!(file, "{line}");
@@ -122,18 +176,19 @@ impl Recorder {
         }
         println!();
         println!(
-            "{:<36} {:>12} {:>12} {:>9} {:>9} {:>7}",
-            "case", "MFLOP", "median µs", "GFLOP/s", "peak", "% peak"
+            "{:<36} {:>12} {:>12} {:>9} {:>9} {:>7} {:>10}",
+            "case", "MFLOP", "median µs", "GFLOP/s", "peak", "% peak", "clock"
         );
         for r in &self.records {
             println!(
-                "{:<36} {:>12.3} {:>12.2} {:>9.2} {:>9.2} {:>6.1}%",
+                "{:<36} {:>12.3} {:>12.2} {:>9.2} {:>9.2} {:>6.1}% {:>10}",
                 r.name,
                 r.flops / 1e6,
                 r.seconds * 1e6,
                 r.gflops(),
                 r.peak_gflops,
-                100.0 * r.gflops() / r.peak_gflops
+                100.0 * r.gflops() / r.peak_gflops,
+                r.clock.name()
             );
         }
         println!("(written to {})", path.display());
@@ -254,7 +309,8 @@ pub fn fma_loop(width: Width, iters: u64) -> f64 {
 }
 
 /// A quick single-thread FMA peak (GFLOP/s): the best of several short
-/// runs of the register-only loop, at the widest width the kernels use.
+/// runs of the register-only loop, at the widest width the kernels use,
+/// timed by the thread's CPU clock.
 pub fn quick_peak_1t() -> f64 {
     let width = if has(Width::Avx512) {
         Width::Avx512
@@ -265,9 +321,37 @@ pub fn quick_peak_1t() -> f64 {
     };
     let mut best = 0.0f64;
     for _ in 0..15 {
-        let t = Instant::now();
+        let t = thread_cpu_time();
         let flops = fma_loop(width, 2_000_000);
-        best = best.max(flops / t.elapsed().as_secs_f64() / 1e9);
+        best = best.max(flops / (thread_cpu_time() - t).as_secs_f64() / 1e9);
     }
     best
+}
+
+/// The thread count of the convolution benches: `KILN_BENCH_THREADS`, else
+/// 1 (the shared machine gives each engineer about a third of a core, so
+/// only CPU-time measurements of one thread are stable).
+pub fn bench_threads() -> usize {
+    std::env::var("KILN_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(1)
+}
+
+/// The clock for a case on `threads` threads.
+pub fn clock_for(threads: usize) -> Clock {
+    if threads == 1 {
+        Clock::ThreadCpu
+    } else {
+        Clock::Wall
+    }
+}
+
+/// A thread pool of `threads` threads.
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("building a thread pool")
 }

@@ -7,7 +7,10 @@
 //! `(seed, epoch, index)` whatever the thread or batch order.
 //!
 //! Areas that come from outside the source image (padding, the corners of a
-//! rotation) are filled with zero, so augment before normalizing.
+//! rotation) are filled with zero, so augment before normalizing. The
+//! functions take slices of exactly `C·H·W` values and panic on shorter ones,
+//! like slice indexing; [`Augment::apply`] is always called that way by the
+//! batch iterator.
 
 use crate::rng::Rng;
 

@@ -222,9 +222,11 @@ fn parse_gzip(bytes: &[u8], file: &str) -> Result<IdxArray, DataError> {
         }
     };
     let want = payload_len(&dims, file)?;
-    // Grow with the data actually decompressed, never to the declared size
-    // up front; read one byte past it to detect trailing data.
-    let mut data = Vec::with_capacity(want.min(1 << 24));
+    // Reserve at most 8× the compressed size (IDX images compress 2–5×),
+    // then grow with the data actually decompressed: a small file declaring
+    // a huge payload never gets a huge buffer. Read one byte past the
+    // declared size to detect trailing data.
+    let mut data = Vec::with_capacity(want.min(bytes.len().saturating_mul(8).max(1 << 16)));
     (&mut dec)
         .take(want as u64 + 1)
         .read_to_end(&mut data)

@@ -5,6 +5,7 @@
 //! - [`idx`]: the IDX format of MNIST and Fashion-MNIST (raw or gzip), and
 //!   [`load_mnist`] for the four-file layout.
 //! - [`cifar`]: the CIFAR-10 binary format.
+//! - [`digits`]: scikit-learn's 8×8 digits CSV (small enough for tests).
 //! - [`normalize`]: per-channel mean/std normalization.
 //! - [`augment`]: seeded augmentations (flip, crop with padding, rotation,
 //!   scaling, Gaussian noise).
@@ -36,6 +37,7 @@
 pub mod augment;
 pub mod batch;
 pub mod cifar;
+pub mod digits;
 pub mod idx;
 pub mod normalize;
 
@@ -44,6 +46,7 @@ use std::path::{Path, PathBuf};
 pub use augment::Augment;
 pub use batch::{Batch, BatchConfig, Batches};
 pub use cifar::load_cifar10;
+pub use digits::load_digits;
 pub use idx::{Split, load_mnist};
 pub use normalize::Normalize;
 

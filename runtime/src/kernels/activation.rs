@@ -4,8 +4,9 @@
 //!
 //! Each activation is matched once, outside the loop, so every variant gets
 //! its own tight loop that the compiler auto-vectorizes; the exponential
-//! behind sigmoid, swish, ELU and SELU is [`exp_approx`], a polynomial
-//! written in plain f32 arithmetic so that it vectorizes too. Work is split
+//! behind sigmoid, swish, ELU and SELU is [`exp_approx`] and tanh is
+//! [`tanh_approx`], polynomials written in plain f32 arithmetic so that they
+//! vectorize too ([`ln_approx`] serves LRN's power). Work is split
 //! into fixed-size chunks handed to [`super::parallel`], so a result never
 //! depends on the number of threads. Everything here is allocation-free and
 //! builds without `std`.
@@ -30,7 +31,10 @@ pub fn exp_approx(x: f32) -> f32 {
     // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    // t holds n = round(x·log₂e) in its low mantissa bits: t's bits are
+    // those of 1.5·2²³ plus n.
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4;
     p = p * r + 1.398_2e-3;
@@ -39,8 +43,58 @@ pub fn exp_approx(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2ⁿ built from the bits of t (no float-to-int conversion).
+    let two_n = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
     er * two_n
+}
+
+/// tanh x in f32 to within a few ulp, vectorizable: an odd polynomial for
+/// |x| < 0.625 (Cephes' `tanhf`) and `1 − 2/(e^{2|x|} + 1)` above, chosen
+/// without a branch; saturates to ±1 for large |x|.
+#[inline(always)]
+pub fn tanh_approx(x: f32) -> f32 {
+    let z = x.abs();
+    let s = x * x;
+    let mut p = -5.704_988_7e-3;
+    p = p * s + 2.063_909e-2;
+    p = p * s - 5.373_971_6e-2;
+    p = p * s + 0.133_314_42;
+    p = p * s - 0.333_332_8;
+    let small = p * s * x + x;
+    let big = 1.0 - 2.0 / (exp_approx(z + z) + 1.0);
+    let big = if x < 0.0 { -big } else { big };
+    if z < 0.625 { small } else { big }
+}
+
+/// ln x in f32 to within a few ulp for positive normal `x`, vectorizable
+/// (Cephes' `logf`: the exponent from the bits, a polynomial for the
+/// mantissa). Inputs below the smallest normal are treated as it; the
+/// result for non-positive or non-finite `x` is unspecified.
+#[inline(always)]
+pub fn ln_approx(x: f32) -> f32 {
+    const SQRT_HALF: f32 = core::f32::consts::FRAC_1_SQRT_2;
+    let x = x.max(f32::MIN_POSITIVE);
+    let bits = x.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 126;
+    // The mantissa in [0.5, 1).
+    let m = f32::from_bits((bits & 0x807f_ffff) | 0x3f00_0000);
+    let below = m < SQRT_HALF;
+    let e = (if below { e - 1 } else { e }) as f32;
+    let f = if below { m + m - 1.0 } else { m - 1.0 };
+    let z = f * f;
+    let mut y = 7.037_683_6e-2;
+    y = y * f - 0.115_146_1;
+    y = y * f + 0.116_769_99;
+    y = y * f - 0.124_201_41;
+    y = y * f + 0.142_493_23;
+    y = y * f - 0.166_680_57;
+    y = y * f + 0.200_007_15;
+    y = y * f - 0.249_999_94;
+    y = y * f + 0.333_333_3;
+    let mut r = y * f * z;
+    r += -2.121_944_4e-4 * e;
+    r += -0.5 * z;
+    f + r + 0.693_359_4 * e
 }
 
 /// The logistic function through [`exp_approx`]; exact limits 0 and 1 are
@@ -76,7 +130,7 @@ fn map_in_place<F: Fn(f32) -> f32 + Sync + Send>(y: &mut [f32], cost: usize, f: 
 
 /// Computes `dx = g(x, dy)` elementwise, in parallel chunks.
 #[inline(always)]
-fn map_binary<F: Fn(f32, f32) -> f32 + Sync + Send>(
+fn map_binary<F: Fn((f32, f32)) -> f32 + Sync + Send>(
     x: &[f32],
     dy: &[f32],
     dx: &mut [f32],
@@ -92,43 +146,133 @@ fn map_binary<F: Fn(f32, f32) -> f32 + Sync + Send>(
         let xc = &x[i * ELEMENT_CHUNK..][..dc.len()];
         let gc = &dy[i * ELEMENT_CHUNK..][..dc.len()];
         for ((d, &xv), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-            *d = g(xv, gv);
+            *d = g((xv, gv));
         }
     });
 }
 
-/// Dispatches `$map` with the forward rule of `$act` as a closure, one
-/// monomorphized loop per variant.
-macro_rules! forward_rules {
-    ($act:expr, $map:ident, $($arg:expr),*) => {
-        match $act {
-            Activation::Identity => $map($($arg,)* 1, |v| v),
-            Activation::Relu => $map($($arg,)* 1, |v: f32| v.max(0.0)),
-            Activation::LeakyRelu(a) => $map($($arg,)* 1, move |v: f32| if v > 0.0 { v } else { a * v }),
-            Activation::Elu(a) => $map($($arg,)* 8, move |v: f32| {
-                let e = a * (exp_approx(v) - 1.0);
-                if v > 0.0 { v } else { e }
-            }),
-            Activation::Selu => $map($($arg,)* 8, |v: f32| {
-                let e = SELU_SCALE * SELU_ALPHA * (exp_approx(v) - 1.0);
-                if v > 0.0 { SELU_SCALE * v } else { e }
-            }),
-            Activation::Sigmoid => $map($($arg,)* 8, sigmoid_fast),
-            Activation::Tanh => $map($($arg,)* 16, libm::tanhf),
-            Activation::Swish => $map($($arg,)* 8, |v: f32| v * sigmoid_fast(v)),
-            Activation::Step => $map($($arg,)* 1, |v: f32| if v > 0.0 { 1.0 } else { 0.0 }),
+/// The forward rule of `act` at `v` with the vectorizable approximations:
+/// exactly what [`activation_forward`] computes per element (and what
+/// [`Activation::apply_fast`] returns, for epilogues that must match).
+#[inline(always)]
+pub fn forward_fast(act: Activation, v: f32) -> f32 {
+    match act {
+        Activation::Identity => v,
+        Activation::Relu => v.max(0.0),
+        Activation::LeakyRelu(a) => {
+            if v > 0.0 {
+                v
+            } else {
+                a * v
+            }
         }
-    };
+        Activation::Elu(a) => {
+            let e = a * (exp_approx(v) - 1.0);
+            if v > 0.0 { v } else { e }
+        }
+        Activation::Selu => {
+            let e = SELU_SCALE * SELU_ALPHA * (exp_approx(v) - 1.0);
+            if v > 0.0 { SELU_SCALE * v } else { e }
+        }
+        Activation::Sigmoid => sigmoid_fast(v),
+        Activation::Tanh => tanh_approx(v),
+        Activation::Swish => v * sigmoid_fast(v),
+        Activation::Step => {
+            if v > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// The backward rule of `act`: `g · act'(v)` with the approximations,
+/// exactly what [`activation_backward`] computes per element.
+#[inline(always)]
+pub fn backward_fast(act: Activation, v: f32, g: f32) -> f32 {
+    match act {
+        Activation::Identity => g,
+        Activation::Relu => {
+            if v > 0.0 {
+                g
+            } else {
+                0.0
+            }
+        }
+        Activation::LeakyRelu(a) => {
+            if v > 0.0 {
+                g
+            } else {
+                a * g
+            }
+        }
+        Activation::Elu(a) => {
+            let d = a * exp_approx(v);
+            if v > 0.0 { g } else { g * d }
+        }
+        Activation::Selu => {
+            let d = SELU_SCALE * SELU_ALPHA * exp_approx(v);
+            if v > 0.0 { g * SELU_SCALE } else { g * d }
+        }
+        Activation::Sigmoid => {
+            let s = sigmoid_fast(v);
+            g * s * (1.0 - s)
+        }
+        Activation::Tanh => {
+            let t = tanh_approx(v);
+            g * (1.0 - t * t)
+        }
+        Activation::Swish => {
+            let s = sigmoid_fast(v);
+            g * (s + v * s * (1.0 - s))
+        }
+        Activation::Step => 0.0,
+    }
+}
+
+/// Work per element of an activation, for the parallel threshold.
+fn cost(act: Activation) -> usize {
+    match act {
+        Activation::Identity | Activation::Relu | Activation::LeakyRelu(_) | Activation::Step => 1,
+        _ => 8,
+    }
+}
+
+/// Dispatches `$map` with `$rule` specialized to each variant: inside each
+/// arm the variant is a constant, so the rule's `match` folds away and each
+/// variant gets its own tight loop.
+macro_rules! per_variant {
+    ($act:expr, $rule:ident, $map:ident, $($arg:expr),*) => {{
+        let c = cost($act);
+        match $act {
+            Activation::Identity => $map($($arg,)* c, |v| $rule(Activation::Identity, v)),
+            Activation::Relu => $map($($arg,)* c, |v| $rule(Activation::Relu, v)),
+            Activation::LeakyRelu(a) => $map($($arg,)* c, move |v| $rule(Activation::LeakyRelu(a), v)),
+            Activation::Elu(a) => $map($($arg,)* c, move |v| $rule(Activation::Elu(a), v)),
+            Activation::Selu => $map($($arg,)* c, |v| $rule(Activation::Selu, v)),
+            Activation::Sigmoid => $map($($arg,)* c, |v| $rule(Activation::Sigmoid, v)),
+            Activation::Tanh => $map($($arg,)* c, |v| $rule(Activation::Tanh, v)),
+            Activation::Swish => $map($($arg,)* c, |v| $rule(Activation::Swish, v)),
+            Activation::Step => $map($($arg,)* c, |v| $rule(Activation::Step, v)),
+        }
+    }};
+}
+
+/// `backward_fast` taking its two inputs as a pair, for [`per_variant`].
+#[inline(always)]
+fn backward_pair(act: Activation, vg: (f32, f32)) -> f32 {
+    backward_fast(act, vg.0, vg.1)
 }
 
 /// `y = act(x)` elementwise. `x` and `y` have the same length.
 pub fn activation_forward(act: Activation, x: &[f32], y: &mut [f32]) {
-    forward_rules!(act, map_unary, x, y)
+    per_variant!(act, forward_fast, map_unary, x, y)
 }
 
 /// `y = act(y)` elementwise, in place.
 pub fn activation_forward_in_place(act: Activation, y: &mut [f32]) {
-    forward_rules!(act, map_in_place, y)
+    per_variant!(act, forward_fast, map_in_place, y)
 }
 
 /// `dx = dy · act'(x)` elementwise, where `x` is the activation's input (the
@@ -136,34 +280,7 @@ pub fn activation_forward_in_place(act: Activation, y: &mut [f32]) {
 /// `dx` is zero (the op has no useful gradient; see
 /// [`Activation::is_differentiable`]).
 pub fn activation_backward(act: Activation, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    match act {
-        Activation::Identity => map_binary(x, dy, dx, 1, |_, g| g),
-        Activation::Relu => map_binary(x, dy, dx, 1, |v, g| if v > 0.0 { g } else { 0.0 }),
-        Activation::LeakyRelu(a) => {
-            map_binary(x, dy, dx, 1, move |v, g| if v > 0.0 { g } else { a * g })
-        }
-        Activation::Elu(a) => map_binary(x, dy, dx, 8, move |v, g| {
-            let d = a * exp_approx(v);
-            if v > 0.0 { g } else { g * d }
-        }),
-        Activation::Selu => map_binary(x, dy, dx, 8, |v, g| {
-            let d = SELU_SCALE * SELU_ALPHA * exp_approx(v);
-            if v > 0.0 { g * SELU_SCALE } else { g * d }
-        }),
-        Activation::Sigmoid => map_binary(x, dy, dx, 8, |v, g| {
-            let s = sigmoid_fast(v);
-            g * s * (1.0 - s)
-        }),
-        Activation::Tanh => map_binary(x, dy, dx, 16, |v, g| {
-            let t = libm::tanhf(v);
-            g * (1.0 - t * t)
-        }),
-        Activation::Swish => map_binary(x, dy, dx, 8, |v, g| {
-            let s = sigmoid_fast(v);
-            g * (s + v * s * (1.0 - s))
-        }),
-        Activation::Step => map_binary(x, dy, dx, 1, |_, _| 0.0),
-    }
+    per_variant!(act, backward_pair, map_binary, x, dy, dx)
 }
 
 /// The shape PReLU and maxout see: `n` examples of `c` channels of

@@ -6,12 +6,15 @@
 //! group:
 //!
 //! - forward: `y_g = W_g · col(x_g)`, with the [`ConvEpilogue`] list (bias per
-//!   channel, scale, activation, residual) fused into the GEMM's epilogue;
+//!   channel, scale, activation, residual) fused into the GEMM's epilogue; the
+//!   weights are packed once per call and the column matrix is never stored:
+//!   the GEMM packs its panels straight from the input (an implicit im2col);
 //! - backward-data: `col(dx_g) = W_gᵀ · dy_g`, then `col2im` adds the columns
 //!   back into `dx`;
 //! - backward-weight: `dW_g = Σ_n dy_g · col(x_g)ᵀ`, images in order;
-//! - a 1×1 convolution with stride 1 and no padding skips `im2col`: the input
-//!   already is its own column matrix;
+//! - a 1×1 convolution with stride 1 and no padding, or one whose kernel
+//!   covers the whole input, skips `im2col`: the input already is its own
+//!   column matrix;
 //! - a small direct kernel for few input channels at stride 1 (LeNet's
 //!   layers), where building the column matrix costs as much as the product.
 //!
@@ -27,8 +30,12 @@
 //! over the thread pool; every output element's reduction order is fixed, so
 //! results are bit-identical whatever the thread count.
 
+use super::conv_direct::{self, DirectShape};
 use super::dispatch::Kernels;
-use super::gemm::{Epilogue, Gemm, apply_activation, gemm_scratch_len_with, sgemm_serial_with};
+use super::gemm::{
+    AOperand, Epilogue, Gemm, PackB, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
+    sgemm_custom_serial_with, sgemm_packed_serial_with, sgemm_serial_with,
+};
 use crate::activation::Activation;
 
 /// The shape of one 2-D convolution: input `n × c_in × h × w`, weight
@@ -267,30 +274,18 @@ impl Conv2dGeometry {
         (self.c_in / self.groups) * self.kh * self.kw
     }
 
-    /// Whether the convolution is a plain matrix product per image (1×1,
-    /// stride 1, no padding), needing no column matrix.
-    pub const fn is_pointwise(&self) -> bool {
-        self.kh == 1
-            && self.kw == 1
-            && self.stride[0] == 1
-            && self.stride[1] == 1
-            && self.pad[0] == 0
-            && self.pad[1] == 0
-            && self.pad[2] == 0
-            && self.pad[3] == 0
-    }
-
-    /// Whether the forward pass uses the direct kernel: stride 1, no
-    /// dilation, one group and few input taps per output (LeNet's layers).
-    pub const fn uses_direct(&self) -> bool {
-        self.stride[0] == 1
-            && self.stride[1] == 1
+    /// Whether the convolution is a plain matrix product per image, its
+    /// input already being its own column matrix: a 1×1 convolution with
+    /// stride 1 and no padding, or a kernel that covers the whole unpadded
+    /// input (one output position, as LeNet's C5).
+    pub const fn is_plain_product(&self) -> bool {
+        let no_pad = self.pad[0] == 0 && self.pad[1] == 0 && self.pad[2] == 0 && self.pad[3] == 0;
+        let pointwise = self.kh == 1 && self.kw == 1 && self.stride[0] == 1 && self.stride[1] == 1;
+        let full_window = self.kh == self.h
+            && self.kw == self.w
             && self.dilation[0] == 1
-            && self.dilation[1] == 1
-            && self.groups == 1
-            && self.c_out <= DIRECT_MAX_C_OUT
-            && self.col_rows() <= DIRECT_MAX_TAPS
-            && !self.is_pointwise()
+            && self.dilation[1] == 1;
+        no_pad && (pointwise || full_window)
     }
 
     fn assert_valid(&self) {
@@ -300,10 +295,40 @@ impl Conv2dGeometry {
     }
 }
 
-/// The direct kernel handles at most this many output channels.
-const DIRECT_MAX_C_OUT: usize = 16;
-/// The direct kernel handles at most this many taps (`c_in · kh · kw`).
-const DIRECT_MAX_TAPS: usize = 160;
+/// Whether the forward pass uses the direct kernel of `kern`: the variant
+/// has one, stride 1, one group, at most
+/// [`conv_direct::DIRECT_MAX_C_OUT`] output channels, and not a plain product
+/// ([`Conv2dGeometry::is_plain_product`]).
+pub fn uses_direct(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    kern.conv_direct.is_some()
+        && g.stride == [1, 1]
+        && g.groups == 1
+        && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
+        && !g.is_plain_product()
+}
+
+/// The direct kernel's shape for `g`.
+fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
+    let hp = g.h + g.pad[0] + g.pad[2];
+    let wp = g.w + g.pad[1] + g.pad[3];
+    DirectShape {
+        c_in: g.c_in,
+        c_out: g.c_out,
+        kh: g.kh,
+        kw: g.kw,
+        dilation: g.dilation,
+        hp,
+        wp,
+        ext: (g.out_h() * wp).div_ceil(16) * 16,
+    }
+}
+
+/// Scratch of the direct kernel: the padded input with its zero tail, then
+/// the extended output.
+fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
+    let s = direct_shape(g);
+    s.c_in * s.hp * s.wp + conv_direct::tail_len(&s) + s.c_out * s.ext
+}
 
 /// One step of a convolution's fused epilogue, applied in list order to each
 /// output value after the product.
@@ -456,6 +481,101 @@ fn col2im(g: &Conv2dGeometry, col: &[f32], grp: usize, dx: &mut [f32]) {
     }
 }
 
+/// The column matrix of one image and group, never stored: it packs its
+/// GEMM panels straight from the input (an implicit im2col), one cache block
+/// at a time, copying runs of consecutive output positions. As the forward
+/// pass's B its rows are taps and its columns positions; `transposed` (the
+/// weight gradient's `colᵀ`) swaps them.
+struct Im2colB<'a> {
+    g: &'a Conv2dGeometry,
+    /// One image.
+    x: &'a [f32],
+    grp: usize,
+    transposed: bool,
+}
+
+impl Im2colB<'_> {
+    /// Writes the column-matrix values of tap `tap` at output positions
+    /// `pos0 .. pos0 + len` to `out[0]`, `out[stride]`, `out[2·stride]`, …
+    fn gather(&self, tap: usize, pos0: usize, len: usize, out: &mut [f32], stride: usize) {
+        let g = self.g;
+        let ow = g.out_w();
+        let cig = g.c_in / g.groups;
+        let taps = g.kh * g.kw;
+        let (cl, r, s) = (tap / taps, (tap / g.kw) % g.kh, tap % g.kw);
+        let plane = g.h * g.w;
+        let xc = &self.x[(self.grp * cig + cl) * plane..(self.grp * cig + cl + 1) * plane];
+        let (lo, hi) = valid_range(ow, g.w, g.stride[1], s * g.dilation[1], g.pad[1]);
+        // Walk the positions one output row at a time.
+        let mut o = 0;
+        while o < len {
+            let j = pos0 + o;
+            let (oy, ox0) = (j / ow, j % ow);
+            let run = (ow - ox0).min(len - o);
+            let iy = (oy * g.stride[0] + r * g.dilation[0]) as isize - g.pad[0] as isize;
+            let (a, b) = (lo.max(ox0), hi.min(ox0 + run));
+            let src: &[f32] = if iy < 0 || iy >= g.h as isize || a >= b {
+                &[]
+            } else {
+                &xc[iy as usize * g.w..(iy as usize + 1) * g.w]
+            };
+            let ix0 = (a * g.stride[1] + s * g.dilation[1]).wrapping_sub(g.pad[1]);
+            if stride == 1 {
+                let seg = &mut out[o..o + run];
+                if src.is_empty() {
+                    seg.fill(0.0);
+                } else {
+                    seg[..a - ox0].fill(0.0);
+                    seg[b - ox0..].fill(0.0);
+                    let valid = &mut seg[a - ox0..b - ox0];
+                    if g.stride[1] == 1 {
+                        valid.copy_from_slice(&src[ix0..ix0 + (b - a)]);
+                    } else {
+                        for (k, v) in valid.iter_mut().enumerate() {
+                            *v = src[ix0 + k * g.stride[1]];
+                        }
+                    }
+                }
+            } else {
+                for q in 0..run {
+                    let ox = ox0 + q;
+                    out[(o + q) * stride] = if src.is_empty() || ox < a || ox >= b {
+                        0.0
+                    } else {
+                        src[ix0 + (ox - a) * g.stride[1]]
+                    };
+                }
+            }
+            o += run;
+        }
+    }
+}
+
+impl PackB for Im2colB<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            if !self.transposed {
+                // Row p of the panel: tap pc + p at positions jc + jr ...
+                for p in 0..kb {
+                    let d = &mut dst[p * nr..(p + 1) * nr];
+                    d[nw..].fill(0.0);
+                    self.gather(pc + p, jc + jr, nw, d, 1);
+                }
+            } else {
+                // Column q of the panel: tap jc + jr + q at positions pc ...
+                if nw < nr {
+                    dst.fill(0.0);
+                }
+                for q in 0..nw {
+                    self.gather(jc + jr + q, pc, kb, &mut dst[q..], nr);
+                }
+            }
+        }
+    }
+}
+
 /// The output columns `lo .. hi` whose input column `o·stride + offset − pad`
 /// lies inside `0 .. w`.
 fn valid_range(ow: usize, w: usize, stride: usize, offset: usize, pad: usize) -> (usize, usize) {
@@ -482,21 +602,132 @@ enum Mm<'s> {
     Threaded,
 }
 
+/// One group's weight operand: as stored, or packed in advance.
+#[derive(Clone, Copy)]
+enum GemmA<'a> {
+    Plain(&'a [f32]),
+    Packed(&'a [f32]),
+}
+
+/// The weights of all groups: as stored (`group_len` floats per group), or
+/// packed for the variant (`packed_len` floats per group).
+#[derive(Clone, Copy)]
+struct Weights<'a> {
+    data: &'a [f32],
+    packed: bool,
+    group_len: usize,
+}
+
+impl<'a> Weights<'a> {
+    fn group(&self, grp: usize) -> GemmA<'a> {
+        let at = grp * self.group_len;
+        let slice = &self.data[at..at + self.group_len];
+        if self.packed {
+            GemmA::Packed(slice)
+        } else {
+            GemmA::Plain(slice)
+        }
+    }
+}
+
 impl Mm<'_> {
     fn run(
         &mut self,
         kern: &Kernels,
         g: &Gemm,
-        a: &[f32],
+        a: GemmA<'_>,
         b: &[f32],
         c: &mut [f32],
         e: &[Epilogue<'_>],
     ) {
-        match self {
-            Mm::Serial(s) => sgemm_serial_with(kern, g, a, b, c, e, s),
+        match (self, a) {
+            (Mm::Serial(s), GemmA::Plain(a)) => sgemm_serial_with(kern, g, a, b, c, e, s),
+            (Mm::Serial(s), GemmA::Packed(a)) => sgemm_packed_serial_with(kern, g, a, b, c, e, s),
             #[cfg(feature = "std")]
-            Mm::Threaded => super::gemm::sgemm_with(kern, g, a, b, c, e),
+            (Mm::Threaded, GemmA::Plain(a)) => super::gemm::sgemm_with(kern, g, a, b, c, e),
+            #[cfg(feature = "std")]
+            (Mm::Threaded, GemmA::Packed(a)) => super::gemm::sgemm_packed_with(kern, g, a, b, c, e),
         }
+    }
+}
+
+impl Mm<'_> {
+    /// A product with a self-packing B.
+    fn run_custom(
+        &mut self,
+        kern: &Kernels,
+        g: &Gemm,
+        a: AOperand<'_>,
+        b: &dyn PackB,
+        c: &mut [f32],
+        e: &[Epilogue<'_>],
+    ) {
+        match self {
+            Mm::Serial(s) => sgemm_custom_serial_with(kern, g, a, b, c, e, s),
+            #[cfg(feature = "std")]
+            Mm::Threaded => super::gemm::sgemm_custom_with(kern, g, a, b, c, e),
+        }
+    }
+}
+
+/// The GEMM whose A operand is one group's weights: forward (`W_g`, cog × k)
+/// or backward-data (`W_gᵀ`, k × cog).
+fn weight_gemm(g: &Conv2dGeometry, backward: bool) -> Gemm {
+    let (cog, k, plane) = (g.c_out / g.groups, g.col_rows(), g.out_h() * g.out_w());
+    if backward {
+        Gemm::new(k, plane, cog).transpose_a()
+    } else {
+        Gemm::new(cog, plane, k)
+    }
+}
+
+/// Whether the weights are packed once per call: whenever each image's
+/// product has more than one column (one column takes the matrix-vector
+/// path, which reads the weights as stored).
+fn packs_weights(g: &Conv2dGeometry) -> bool {
+    g.out_h() * g.out_w() > 1
+}
+
+/// Floats of all groups' packed weights (0 when [`packs_weights`] is false).
+fn packed_weights_len(kern: &Kernels, g: &Conv2dGeometry, backward: bool) -> usize {
+    if packs_weights(g) {
+        g.groups * packed_a_len(kern, &weight_gemm(g, backward))
+    } else {
+        0
+    }
+}
+
+/// Packs every group's weights into `out` when [`packs_weights`], and says
+/// where the GEMMs find them.
+fn prepare_weights<'a>(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    w: &'a [f32],
+    backward: bool,
+    out: &'a mut [f32],
+) -> Weights<'a> {
+    let gm = weight_gemm(g, backward);
+    let per = (g.c_out / g.groups) * g.col_rows();
+    if !packs_weights(g) {
+        return Weights {
+            data: w,
+            packed: false,
+            group_len: per,
+        };
+    }
+    let len = packed_a_len(kern, &gm);
+    for grp in 0..g.groups {
+        pack_a(
+            kern,
+            &gm,
+            &w[grp * per..(grp + 1) * per],
+            &mut out[grp * len..(grp + 1) * len],
+        );
+    }
+    Weights {
+        data: &out[..g.groups * len],
+        packed: true,
+        group_len: len,
     }
 }
 
@@ -506,19 +737,109 @@ fn image_gemm(g: &Conv2dGeometry) -> Gemm {
 }
 
 fn col_len(g: &Conv2dGeometry) -> usize {
-    if g.is_pointwise() {
+    if g.is_plain_product() {
         0
     } else {
         g.col_rows() * g.out_h() * g.out_w()
     }
 }
 
+/// Whether the forward pass takes the shifted path: stride 1 and a real
+/// window (see [`ShiftedB`]), weights packed.
+fn uses_shifted(g: &Conv2dGeometry) -> bool {
+    g.stride == [1, 1] && !g.is_plain_product() && packs_weights(g)
+}
+
+/// The GEMM of one image and group of the forward pass: over the output
+/// positions, or over the extended positions on the shifted path.
+fn forward_gemm(g: &Conv2dGeometry) -> Gemm {
+    if uses_shifted(g) {
+        let (_, wp) = padded_dims(g);
+        Gemm::new(g.c_out / g.groups, g.out_h() * wp, g.col_rows())
+    } else {
+        image_gemm(g)
+    }
+}
+
+/// The padded input's height and width.
+fn padded_dims(g: &Conv2dGeometry) -> (usize, usize) {
+    (g.h + g.pad[0] + g.pad[2], g.w + g.pad[1] + g.pad[3])
+}
+
+/// Floats of one image's padded input plus the zero tail the last shifted
+/// panel may read.
+fn shifted_input_len(g: &Conv2dGeometry) -> usize {
+    let (hp, wp) = padded_dims(g);
+    g.c_in * hp * wp + (g.kw - 1) * g.dilation[1] + 64
+}
+
+/// Copies one image into the zero-padded planes `xp` (and zeroes the tail).
+fn pad_input(g: &Conv2dGeometry, x: &[f32], xp: &mut [f32]) {
+    let (hp, wp) = padded_dims(g);
+    xp.fill(0.0);
+    for c in 0..g.c_in {
+        for iy in 0..g.h {
+            let dst = (c * hp + iy + g.pad[0]) * wp + g.pad[1];
+            xp[dst..dst + g.w].copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+        }
+    }
+}
+
+/// The column matrix of a stride-1 convolution over the *extended*
+/// positions `p = oy·Wp + ox` (`ox < Wp`) of the padded input: tap
+/// `(c, r, s)` reads `xp[c·Hp·Wp + r·dh·Wp + s·dw + p]`, so each row of a
+/// packed panel is one contiguous copy. Positions with `ox ≥ out_w` are
+/// computed and dropped when the result is stored.
+struct ShiftedB<'a> {
+    /// The group's padded input planes (and the tail).
+    x: &'a [f32],
+    plane: usize,
+    wp: usize,
+    g: &'a Conv2dGeometry,
+}
+
+impl PackB for ShiftedB<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        let g = self.g;
+        let taps = g.kh * g.kw;
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            for p in 0..kb {
+                let tap = pc + p;
+                let (cl, r, s) = (tap / taps, (tap / g.kw) % g.kh, tap % g.kw);
+                let at =
+                    cl * self.plane + r * g.dilation[0] * self.wp + s * g.dilation[1] + jc + jr;
+                let d = &mut dst[p * nr..(p + 1) * nr];
+                d[..nw].copy_from_slice(&self.x[at..at + nw]);
+                d[nw..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Floats of the column matrix (or padded input and extended output) the
+/// forward pass keeps in scratch: the shifted path's buffers, nothing when
+/// it packs the column matrix implicitly, else the explicit column matrix.
+fn forward_col_len(g: &Conv2dGeometry) -> usize {
+    if uses_shifted(g) {
+        let (_, wp) = padded_dims(g);
+        shifted_input_len(g) + (g.c_out / g.groups) * g.out_h() * wp
+    } else if packs_weights(g) {
+        0
+    } else {
+        col_len(g)
+    }
+}
+
 /// The scratch length (floats) of [`conv2d_forward_serial`].
 pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
-    if g.uses_direct() {
-        return 0;
+    if uses_direct(kern, g) {
+        return direct_scratch_len(g);
     }
-    col_len(g) + gemm_scratch_len_with(kern, &image_gemm(g))
+    packed_weights_len(kern, g, false)
+        + forward_col_len(g)
+        + gemm_scratch_len_with(kern, &forward_gemm(g))
 }
 
 /// The scratch length (floats) of [`conv2d_backward_data_serial`] and
@@ -527,7 +848,9 @@ pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
 pub fn conv2d_backward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
     let gd = Gemm::new(g.col_rows(), g.out_h() * g.out_w(), g.c_out / g.groups);
     let gw = Gemm::new(g.c_out / g.groups, g.col_rows(), g.out_h() * g.out_w());
-    col_len(g) + gemm_scratch_len_with(kern, &gd).max(gemm_scratch_len_with(kern, &gw))
+    packed_weights_len(kern, g, true)
+        + col_len(g)
+        + gemm_scratch_len_with(kern, &gd).max(gemm_scratch_len_with(kern, &gw))
 }
 
 /// One image of the forward pass (`img` is its index in the batch).
@@ -535,7 +858,7 @@ fn forward_image(
     kern: &Kernels,
     g: &Conv2dGeometry,
     x: &[f32],
-    w: &[f32],
+    w: Weights<'_>,
     epilogue: &[ConvEpilogue<'_>],
     y: &mut [f32],
     img: usize,
@@ -544,69 +867,115 @@ fn forward_image(
 ) {
     let plane = g.out_h() * g.out_w();
     let cog = g.c_out / g.groups;
-    let k = g.col_rows();
     let gm = image_gemm(g);
     let hw = g.h * g.w;
     let cig = g.c_in / g.groups;
+    if uses_shifted(g) {
+        // Stride 1: every tap's row of the column matrix is a shifted slice
+        // of the padded input, over the extended positions oy·Wp + ox.
+        let (hp, wp) = padded_dims(g);
+        let (xp, yext) = col.split_at_mut(shifted_input_len(g));
+        pad_input(g, x, xp);
+        let n_ext = g.out_h() * wp;
+        let gm = forward_gemm(g);
+        for grp in 0..g.groups {
+            let GemmA::Packed(pa) = w.group(grp) else {
+                unreachable!("forward_image: the shifted path packs its weights")
+            };
+            let b = ShiftedB {
+                x: &xp[grp * cig * hp * wp..],
+                plane: hp * wp,
+                wp,
+                g,
+            };
+            let yg = &mut yext[..cog * n_ext];
+            mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &[]);
+            store_extended(g, yg, n_ext, wp, y, epilogue, img, grp * cog, cog);
+        }
+        return;
+    }
     for grp in 0..g.groups {
         let mut steps = [Epilogue::Scale(1.0); MAX_EPILOGUE];
         let used = gemm_epilogue(g, epilogue, img, grp, &mut steps);
-        let b: &[f32] = if g.is_pointwise() {
-            &x[grp * cig * hw..(grp + 1) * cig * hw]
+        let yg = &mut y[grp * cog * plane..(grp + 1) * cog * plane];
+        if g.is_plain_product() {
+            let b = &x[grp * cig * hw..(grp + 1) * cig * hw];
+            mm.run(kern, &gm, w.group(grp), b, yg, &steps[..used]);
+        } else if let GemmA::Packed(pa) = w.group(grp) {
+            let b = Im2colB {
+                g,
+                x,
+                grp,
+                transposed: false,
+            };
+            mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &steps[..used]);
         } else {
             im2col(g, x, grp, col);
-            col
-        };
-        mm.run(
-            kern,
-            &gm,
-            &w[grp * cog * k..(grp + 1) * cog * k],
-            b,
-            &mut y[grp * cog * plane..(grp + 1) * cog * plane],
-            &steps[..used],
-        );
+            mm.run(kern, &gm, w.group(grp), col, yg, &steps[..used]);
+        }
     }
 }
 
-/// The direct forward kernel for one image: for each output channel, each
-/// tap adds a shifted input row times one weight to the output row. Stride
-/// 1, no dilation, one group.
+/// The direct forward path for one image: pad the input into `scratch`, run
+/// the variant's direct kernel, copy the valid columns out and apply the
+/// epilogue per channel.
 fn forward_direct_image(
+    kern: &Kernels,
     g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
     epilogue: &[ConvEpilogue<'_>],
     y: &mut [f32],
     img: usize,
+    scratch: &mut [f32],
+) {
+    let Some(direct) = kern.conv_direct else {
+        unreachable!(
+            "forward_direct_image: variant {} has no direct kernel",
+            kern.name
+        )
+    };
+    let s = direct_shape(g);
+    let padded = s.c_in * s.hp * s.wp + conv_direct::tail_len(&s);
+    let (xp, rest) = scratch.split_at_mut(padded);
+    let yext = &mut rest[..s.c_out * s.ext];
+    xp.fill(0.0);
+    for c in 0..g.c_in {
+        for iy in 0..g.h {
+            let dst = (c * s.hp + iy + g.pad[0]) * s.wp + g.pad[1];
+            xp[dst..dst + g.w].copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+        }
+    }
+    // SAFETY: the buffers have the lengths the kernel's contract asks for
+    // (padded input plus tail, OIHW weight, c_out extended planes), c_out is
+    // at most 16 (uses_direct), and the table checked the CPU's features.
+    unsafe { direct(&s, xp, w, yext) };
+    store_extended(g, yext, s.ext, s.wp, y, epilogue, img, 0, g.c_out);
+}
+
+/// Copies channels `co0 .. co0 + count` of an extended output (`yext`, one
+/// plane of `stride` floats per channel, rows `wp` apart) into their place in
+/// one image's `y`, dropping the columns past `out_w`, and applies the
+/// epilogue per channel.
+fn store_extended(
+    g: &Conv2dGeometry,
+    yext: &[f32],
+    stride: usize,
+    wp: usize,
+    y: &mut [f32],
+    epilogue: &[ConvEpilogue<'_>],
+    img: usize,
+    co0: usize,
+    count: usize,
 ) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let plane = oh * ow;
-    for co in 0..g.c_out {
+    for q in 0..count {
+        let co = co0 + q;
         let yc = &mut y[co * plane..(co + 1) * plane];
-        yc.fill(0.0);
-        for ci in 0..g.c_in {
-            let xc = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-            for r in 0..g.kh {
-                for s in 0..g.kw {
-                    let wv = w[((co * g.c_in + ci) * g.kh + r) * g.kw + s];
-                    let (lo, hi) = valid_range(ow, g.w, 1, s, g.pad[1]);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let ix0 = lo + s - g.pad[1];
-                    for oy in 0..oh {
-                        let iy = (oy + r) as isize - g.pad[0] as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        let src = &xc[iy as usize * g.w + ix0..iy as usize * g.w + ix0 + (hi - lo)];
-                        let dst = &mut yc[oy * ow + lo..oy * ow + hi];
-                        for (d, sv) in dst.iter_mut().zip(src) {
-                            *d += wv * *sv;
-                        }
-                    }
-                }
-            }
+        for oy in 0..oh {
+            let src = &yext[q * stride + oy * wp..q * stride + oy * wp + ow];
+            yc[oy * ow..(oy + 1) * ow].copy_from_slice(src);
         }
         for e in epilogue {
             match *e {
@@ -615,9 +984,9 @@ fn forward_direct_image(
                         *v += b[co];
                     }
                 }
-                ConvEpilogue::Scale(s) => {
+                ConvEpilogue::Scale(f) => {
                     for v in yc.iter_mut() {
-                        *v *= s;
+                        *v *= f;
                     }
                 }
                 ConvEpilogue::Activation(a) => apply_activation(a, yc),
@@ -663,18 +1032,22 @@ pub fn conv2d_forward_serial(
         conv2d_forward_scratch_len(kern, g),
     );
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
-    // The direct kernel needs no scratch at all.
-    let col_used = if g.uses_direct() { 0 } else { col_len(g) };
-    let (col, pack) = scratch.split_at_mut(col_used);
+    if uses_direct(kern, g) {
+        for img in 0..g.n {
+            let xi = &x[img * in_img..(img + 1) * in_img];
+            let yi = &mut y[img * out_img..(img + 1) * out_img];
+            forward_direct_image(kern, g, xi, w, epilogue, yi, img, scratch);
+        }
+        return;
+    }
+    let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, false));
+    let wts = prepare_weights(kern, g, w, false, pw);
+    let (col, pack) = rest.split_at_mut(forward_col_len(g));
     let mut mm = Mm::Serial(pack);
     for img in 0..g.n {
         let xi = &x[img * in_img..(img + 1) * in_img];
         let yi = &mut y[img * out_img..(img + 1) * out_img];
-        if g.uses_direct() {
-            forward_direct_image(g, xi, w, epilogue, yi, img);
-        } else {
-            forward_image(kern, g, xi, w, epilogue, yi, img, col, &mut mm);
-        }
+        forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut mm);
     }
 }
 
@@ -699,41 +1072,38 @@ pub fn conv2d_forward(
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
     let y = &mut y[..g.output_len()];
     let work = g.flops() / 2;
-    if g.n > 1 && worth_parallel(work) {
-        let len = conv2d_forward_scratch_len(kern, g);
+    let direct = uses_direct(kern, g);
+    if direct {
+        let len = direct_scratch_len(g);
         for_each_chunk_mut(y, out_img, work, |img, yi| {
             let xi = &x[img * in_img..(img + 1) * in_img];
-            if g.uses_direct() {
-                forward_direct_image(g, xi, w, epilogue, yi, img);
-                return;
-            }
             with_scratch(Slot::Conv, len, |scratch| {
-                let (col, pack) = scratch.split_at_mut(col_len(g));
-                forward_image(
-                    kern,
-                    g,
-                    xi,
-                    w,
-                    epilogue,
-                    yi,
-                    img,
-                    col,
-                    &mut Mm::Serial(pack),
-                );
+                forward_direct_image(kern, g, xi, w, epilogue, yi, img, scratch)
             });
         });
         return;
     }
-    with_scratch(Slot::Conv, col_len(g), |col| {
-        for img in 0..g.n {
-            let xi = &x[img * in_img..(img + 1) * in_img];
-            let yi = &mut y[img * out_img..(img + 1) * out_img];
-            if g.uses_direct() {
-                forward_direct_image(g, xi, w, epilogue, yi, img);
-            } else {
-                forward_image(kern, g, xi, w, epilogue, yi, img, col, &mut Mm::Threaded);
-            }
+    with_scratch(Slot::Weights, packed_weights_len(kern, g, false), |pw| {
+        let wts = prepare_weights(kern, g, w, false, pw);
+        if g.n > 1 && worth_parallel(work) {
+            let len = forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g));
+            for_each_chunk_mut(y, out_img, work, |img, yi| {
+                let xi = &x[img * in_img..(img + 1) * in_img];
+                with_scratch(Slot::Conv, len, |scratch| {
+                    let (col, pack) = scratch.split_at_mut(forward_col_len(g));
+                    let mut mm = Mm::Serial(pack);
+                    forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut mm);
+                });
+            });
+            return;
         }
+        with_scratch(Slot::Conv, forward_col_len(g), |col| {
+            for img in 0..g.n {
+                let xi = &x[img * in_img..(img + 1) * in_img];
+                let yi = &mut y[img * out_img..(img + 1) * out_img];
+                forward_image(kern, g, xi, wts, epilogue, yi, img, col, &mut Mm::Threaded);
+            }
+        });
     });
 }
 
@@ -741,7 +1111,7 @@ pub fn conv2d_forward(
 fn backward_data_image(
     kern: &Kernels,
     g: &Conv2dGeometry,
-    w: &[f32],
+    w: Weights<'_>,
     dy: &[f32],
     dx: &mut [f32],
     col: &mut [f32],
@@ -753,11 +1123,11 @@ fn backward_data_image(
     let k = g.col_rows();
     let hw = g.h * g.w;
     for grp in 0..g.groups {
-        let wg = &w[grp * cog * k..(grp + 1) * cog * k];
+        let wg = w.group(grp);
         let dyg = &dy[grp * cog * plane..(grp + 1) * cog * plane];
         // op(A) = W_gᵀ: W_g is stored cog × k.
         let gm = Gemm::new(k, plane, cog).transpose_a();
-        if g.is_pointwise() {
+        if g.is_plain_product() {
             mm.run(
                 kern,
                 &gm,
@@ -802,13 +1172,15 @@ pub fn conv2d_backward_data_serial(
         conv2d_backward_scratch_len(kern, g),
     );
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
-    let (col, pack) = scratch.split_at_mut(col_len(g));
+    let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, true));
+    let wts = prepare_weights(kern, g, w, true, pw);
+    let (col, pack) = rest.split_at_mut(col_len(g));
     let mut mm = Mm::Serial(pack);
     for img in 0..g.n {
         backward_data_image(
             kern,
             g,
-            w,
+            wts,
             &dy[img * out_img..(img + 1) * out_img],
             &mut dx[img * in_img..(img + 1) * in_img],
             col,
@@ -836,23 +1208,26 @@ pub fn conv2d_backward_data(
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
     let dx = &mut dx[..g.input_len()];
     let work = g.flops() / 2;
-    if g.n > 1 && worth_parallel(work) {
-        let len = conv2d_backward_scratch_len(kern, g);
-        for_each_chunk_mut(dx, in_img, work, |img, dxi| {
-            with_scratch(Slot::Conv, len, |scratch| {
-                let (col, pack) = scratch.split_at_mut(col_len(g));
-                let dyi = &dy[img * out_img..(img + 1) * out_img];
-                backward_data_image(kern, g, w, dyi, dxi, col, &mut Mm::Serial(pack));
+    with_scratch(Slot::Weights, packed_weights_len(kern, g, true), |pw| {
+        let wts = prepare_weights(kern, g, w, true, pw);
+        if g.n > 1 && worth_parallel(work) {
+            let len = conv2d_backward_scratch_len(kern, g);
+            for_each_chunk_mut(dx, in_img, work, |img, dxi| {
+                with_scratch(Slot::Conv, len, |scratch| {
+                    let (col, pack) = scratch.split_at_mut(col_len(g));
+                    let dyi = &dy[img * out_img..(img + 1) * out_img];
+                    backward_data_image(kern, g, wts, dyi, dxi, col, &mut Mm::Serial(pack));
+                });
             });
-        });
-        return;
-    }
-    with_scratch(Slot::Conv, col_len(g), |col| {
-        for img in 0..g.n {
-            let dyi = &dy[img * out_img..(img + 1) * out_img];
-            let dxi = &mut dx[img * in_img..(img + 1) * in_img];
-            backward_data_image(kern, g, w, dyi, dxi, col, &mut Mm::Threaded);
+            return;
         }
+        with_scratch(Slot::Conv, col_len(g), |col| {
+            for img in 0..g.n {
+                let dyi = &dy[img * out_img..(img + 1) * out_img];
+                let dxi = &mut dx[img * in_img..(img + 1) * in_img];
+                backward_data_image(kern, g, wts, dyi, dxi, col, &mut Mm::Threaded);
+            }
+        });
     });
 }
 
@@ -879,22 +1254,25 @@ fn backward_weight_images(
         for grp in 0..g.groups {
             let dyg =
                 &dy[img * out_img + grp * cog * plane..img * out_img + (grp + 1) * cog * plane];
-            let b: &[f32] = if g.is_pointwise() {
-                &xi[grp * cig * hw..(grp + 1) * cig * hw]
-            } else {
-                im2col(g, xi, grp, col);
-                col
-            };
-            // op(B) = colᵀ: the column matrix is stored k × plane.
+            // op(B) = colᵀ: the column matrix is k × plane.
             let gm = Gemm::new(cog, k, plane).transpose_b().scaled(1.0, beta);
-            mm.run(
-                kern,
-                &gm,
-                dyg,
-                b,
-                &mut dw[grp * cog * k..(grp + 1) * cog * k],
-                &[],
-            );
+            let dwg = &mut dw[grp * cog * k..(grp + 1) * cog * k];
+            if g.is_plain_product() {
+                let b = &xi[grp * cig * hw..(grp + 1) * cig * hw];
+                mm.run(kern, &gm, GemmA::Plain(dyg), b, dwg, &[]);
+            } else if cog > 1 {
+                let b = Im2colB {
+                    g,
+                    x: xi,
+                    grp,
+                    transposed: true,
+                };
+                mm.run_custom(kern, &gm, AOperand::Plain(dyg), &b, dwg, &[]);
+            } else {
+                // One output channel: the matrix-vector path needs B stored.
+                im2col(g, xi, grp, col);
+                mm.run(kern, &gm, GemmA::Plain(dyg), col, dwg, &[]);
+            }
         }
     }
 }

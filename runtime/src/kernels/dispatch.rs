@@ -13,6 +13,7 @@
 //! [`variants`] lists every variant this machine can run, best first; the
 //! property tests iterate over it.
 
+use super::conv_direct::{self, DirectKernel};
 use super::gemm_micro;
 
 /// A GEMM microkernel: computes the `MR × NR` tile `C (+)= Ã·B̃` from a
@@ -28,6 +29,15 @@ use super::gemm_micro;
 /// guarantees this).
 pub type MicroKernel =
     unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
+
+/// A dot product of two contiguous vectors of `len` floats, summed in a
+/// fixed order (the matrix-vector path of GEMM).
+///
+/// # Safety
+///
+/// `a` and `b` must be readable for `len` floats, and the CPU must support
+/// the variant's instructions (the table guarantees this).
+pub type DotKernel = unsafe fn(len: usize, a: *const f32, b: *const f32) -> f32;
 
 /// The largest `MR · NR` of any variant; edge tiles use a stack buffer of
 /// this size.
@@ -52,6 +62,11 @@ pub struct Kernels {
     pub nc: usize,
     /// The GEMM microkernel.
     pub micro: MicroKernel,
+    /// The dot product of GEMM's matrix-vector path.
+    pub dot: DotKernel,
+    /// The direct convolution kernel for few output channels, where the
+    /// variant has one (else convolutions use im2col + GEMM).
+    pub conv_direct: Option<DirectKernel>,
 }
 
 /// The portable variant: plain Rust that the compiler vectorizes for the
@@ -64,6 +79,8 @@ pub static PORTABLE: Kernels = Kernels {
     mc: 64,
     nc: 2048,
     micro: gemm_micro::micro_portable,
+    dot: gemm_micro::dot_portable,
+    conv_direct: None,
 };
 
 /// The AVX2+FMA variant (x86-64).
@@ -74,8 +91,10 @@ pub static AVX2: Kernels = Kernels {
     nr: gemm_micro::AVX2_NR,
     kc: 256,
     mc: 96,
-    nc: 2048,
+    nc: 1024,
     micro: gemm_micro::micro_avx2,
+    dot: gemm_micro::dot_avx2,
+    conv_direct: Some(conv_direct::direct_avx2),
 };
 
 /// The AVX-512F variant (x86-64).
@@ -84,10 +103,12 @@ pub static AVX512: Kernels = Kernels {
     name: "avx512",
     mr: gemm_micro::AVX512_MR,
     nr: gemm_micro::AVX512_NR,
-    kc: 384,
+    kc: 256,
     mc: 96,
-    nc: 2048,
+    nc: 1024,
     micro: gemm_micro::micro_avx512,
+    dot: gemm_micro::dot_avx512,
+    conv_direct: Some(conv_direct::direct_avx512),
 };
 
 /// Every variant this machine can run, best first.

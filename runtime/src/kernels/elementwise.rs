@@ -10,7 +10,7 @@
 
 use super::activation::ELEMENT_CHUNK;
 use super::parallel::for_each_chunk_mut;
-use crate::rng::uniform_at;
+use crate::rng::bits_at;
 
 /// `y = Σᵢ inputs[i]`, elementwise, summed in input order. Every input has
 /// `y`'s length; with one input this is a copy.
@@ -132,11 +132,39 @@ pub fn split(dy: &[f32], sizes: &[usize], outer: usize, inner: usize, outputs: &
     });
 }
 
+/// The 32 random bits dropout draws for element `index` of stream `seed`:
+/// one half of the 64 bits at counter `index / 2` of [`bits_at`] (the high
+/// half for even indices), so one draw of the generator serves two
+/// elements.
+#[inline(always)]
+pub fn dropout_bits(seed: u64, index: u64) -> u32 {
+    let w = bits_at(seed, index >> 1);
+    if index & 1 == 0 {
+        (w >> 32) as u32
+    } else {
+        w as u32
+    }
+}
+
+/// The least 32-bit draw that keeps an element at drop probability `p`:
+/// `⌈p·2³²⌉`, so an element is kept with probability `1 − p` up to 2⁻³²
+/// (0 for `p ≤ 0`: always kept; 2³² for `p ≥ 1`: never).
+#[inline]
+pub fn dropout_threshold(p: f32) -> u64 {
+    if p <= 0.0 {
+        0
+    } else if p >= 1.0 {
+        1 << 32
+    } else {
+        libm::ceil(p as f64 * (1u64 << 32) as f64) as u64
+    }
+}
+
 /// Whether dropout keeps element `index` of stream `seed` at drop
-/// probability `p`: the uniform at that counter is at least `p`.
+/// probability `p`: its [`dropout_bits`] reach [`dropout_threshold`].
 #[inline(always)]
 pub fn dropout_keeps(seed: u64, index: u64, p: f32) -> bool {
-    uniform_at(seed, index) >= p
+    dropout_bits(seed, index) as u64 >= dropout_threshold(p)
 }
 
 /// The factor kept elements are multiplied by: 1/(1 − p), or 0 when `p ≥ 1`
@@ -163,14 +191,39 @@ pub fn dropout_backward(dy: &[f32], dx: &mut [f32], p: f32, seed: u64, offset: u
 }
 
 /// Shared body of dropout's forward and backward: both apply the same mask.
+/// Elements are taken in aligned pairs so each generator draw serves two.
 fn dropout_masked(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
     let keep_scale = dropout_scale(p);
+    let thr = dropout_threshold(p);
+    let apply = |bits: u32, v: f32| {
+        if bits as u64 >= thr {
+            v * keep_scale
+        } else {
+            0.0
+        }
+    };
     for_each_chunk_mut(y, ELEMENT_CHUNK, x.len() * 4, |i, yc| {
         let start = i * ELEMENT_CHUNK;
         let xc = &x[start..start + yc.len()];
-        for (j, (yv, &xv)) in yc.iter_mut().zip(xc).enumerate() {
-            let keep = dropout_keeps(seed, offset + (start + j) as u64, p);
-            *yv = if keep { xv * keep_scale } else { 0.0 };
+        let first = offset + start as u64;
+        // An odd first counter: one element alone, then aligned pairs.
+        let head = (first & 1) as usize;
+        let head = head.min(yc.len());
+        for j in 0..head {
+            yc[j] = apply(dropout_bits(seed, first + j as u64), xc[j]);
+        }
+        let (yc, xc) = (&mut yc[head..], &xc[head..]);
+        let pairs_base = (first + head as u64) >> 1;
+        let done = yc.len() & !1;
+        let mut ys = yc.chunks_exact_mut(2);
+        let mut xs = xc.chunks_exact(2);
+        for (k, (yp, xp)) in (&mut ys).zip(&mut xs).enumerate() {
+            let w = bits_at(seed, pairs_base + k as u64);
+            yp[0] = apply((w >> 32) as u32, xp[0]);
+            yp[1] = apply(w as u32, xp[1]);
+        }
+        for j in done..yc.len() {
+            yc[j] = apply(dropout_bits(seed, first + (head + j) as u64), xc[j]);
         }
     });
 }

@@ -142,7 +142,7 @@ impl Gemm {
 
     /// Checks strides and buffer lengths; panics with a message naming the
     /// offending operand (a caller bug: generated code passes literal shapes).
-    fn check(&self, a: &[f32], b: &[f32], c: &[f32], epilogue: &[Epilogue<'_>]) {
+    fn check(&self, a: Option<&[f32]>, b: Option<&[f32]>, c: &[f32], epilogue: &[Epilogue<'_>]) {
         let (a_cols, b_cols) = (
             if self.trans_a { self.m } else { self.k },
             if self.trans_b { self.k } else { self.n },
@@ -165,18 +165,22 @@ impl Gemm {
             self.ldc,
             self.n
         );
-        assert!(
-            a.len() >= self.a_len(),
-            "gemm: A has {} floats, needs {}",
-            a.len(),
-            self.a_len()
-        );
-        assert!(
-            b.len() >= self.b_len(),
-            "gemm: B has {} floats, needs {}",
-            b.len(),
-            self.b_len()
-        );
+        if let Some(a) = a {
+            assert!(
+                a.len() >= self.a_len(),
+                "gemm: A has {} floats, needs {}",
+                a.len(),
+                self.a_len()
+            );
+        }
+        if let Some(b) = b {
+            assert!(
+                b.len() >= self.b_len(),
+                "gemm: B has {} floats, needs {}",
+                b.len(),
+                self.b_len()
+            );
+        }
         assert!(
             c.len() >= self.c_len(),
             "gemm: C has {} floats, needs {}",
@@ -212,6 +216,33 @@ impl Gemm {
                 }
                 Epilogue::Scale(_) | Epilogue::Activation(_) => {}
             }
+        }
+    }
+
+    /// As [`Gemm::check`], with A packed in advance for `kern`.
+    fn check_packed(
+        &self,
+        kern: &Kernels,
+        packed_a: &[f32],
+        b: Option<&[f32]>,
+        c: &[f32],
+        epilogue: &[Epilogue<'_>],
+    ) {
+        let need = packed_a_len(kern, self);
+        assert!(
+            packed_a.len() >= need,
+            "gemm: packed A has {} floats, needs {need}",
+            packed_a.len()
+        );
+        // A itself is not read.
+        self.check(None, b, c, epilogue);
+    }
+
+    /// As [`Gemm::check`] for a self-packing B and either form of A.
+    fn check_operand(&self, kern: &Kernels, a: AOperand<'_>, c: &[f32], epilogue: &[Epilogue<'_>]) {
+        match a {
+            AOperand::Plain(a) => self.check(Some(a), None, c, epilogue),
+            AOperand::Packed(p) => self.check_packed(kern, p, None, c, epilogue),
         }
     }
 
@@ -285,14 +316,24 @@ pub fn sgemm_serial_with(
     epilogue: &[Epilogue<'_>],
     scratch: &mut [f32],
 ) {
-    g.check(a, b, c, epilogue);
+    g.check(Some(a), Some(b), c, epilogue);
     assert!(
         scratch.len() >= gemm_scratch_len_with(kern, g),
         "gemm: scratch has {} floats, needs {}",
         scratch.len(),
         gemm_scratch_len_with(kern, g)
     );
-    gemm_rows(kern, g, a, b, c, 0, g.m, epilogue, scratch);
+    gemm_rows(
+        kern,
+        g,
+        AOperand::Plain(a),
+        BOperand::Plain(b),
+        c,
+        0,
+        g.m,
+        epilogue,
+        scratch,
+    );
 }
 
 /// `C = epilogue(α·op(A)·op(B) + β·C)` over the thread pool (when the work
@@ -320,8 +361,46 @@ pub fn sgemm_with(
     c: &mut [f32],
     epilogue: &[Epilogue<'_>],
 ) {
+    g.check(Some(a), Some(b), c, epilogue);
+    sgemm_threaded(kern, g, AOperand::Plain(a), BOperand::Plain(b), c, epilogue);
+}
+
+/// [`sgemm_with`] with A already packed by [`pack_a`] for the same variant
+/// and shape (the weights of a layer, packed once for a whole batch).
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+#[cfg(feature = "std")]
+pub fn sgemm_packed_with(
+    kern: &Kernels,
+    g: &Gemm,
+    packed_a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+) {
+    g.check_packed(kern, packed_a, Some(b), c, epilogue);
+    sgemm_threaded(
+        kern,
+        g,
+        AOperand::Packed(packed_a),
+        BOperand::Plain(b),
+        c,
+        epilogue,
+    );
+}
+
+#[cfg(feature = "std")]
+fn sgemm_threaded(
+    kern: &Kernels,
+    g: &Gemm,
+    a_op: AOperand<'_>,
+    b: BOperand<'_>,
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+) {
     use super::parallel::{for_each_chunk_mut, worth_parallel};
-    g.check(a, b, c, epilogue);
     if g.m == 0 || g.n == 0 {
         return;
     }
@@ -340,9 +419,170 @@ pub fn sgemm_with(
         let row0 = idx * rows_per;
         let rows = rows_per.min(g.m - row0);
         with_scratch(Slot::Pack, gemm_scratch_len_with(kern, g), |scratch| {
-            gemm_rows(kern, g, a, b, c_rows, row0, rows, epilogue, scratch)
+            gemm_rows(kern, g, a_op, b, c_rows, row0, rows, epilogue, scratch)
         });
     });
+}
+
+/// [`sgemm_serial_with`] with A already packed by [`pack_a`] for the same
+/// variant and shape. Allocation-free.
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+pub fn sgemm_packed_serial_with(
+    kern: &Kernels,
+    g: &Gemm,
+    packed_a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+    scratch: &mut [f32],
+) {
+    g.check_packed(kern, packed_a, Some(b), c, epilogue);
+    assert!(
+        scratch.len() >= gemm_scratch_len_with(kern, g),
+        "gemm: scratch has {} floats, needs {}",
+        scratch.len(),
+        gemm_scratch_len_with(kern, g)
+    );
+    gemm_rows(
+        kern,
+        g,
+        AOperand::Packed(packed_a),
+        BOperand::Plain(b),
+        c,
+        0,
+        g.m,
+        epilogue,
+        scratch,
+    );
+}
+
+/// The length of `α·op(A)` packed by [`pack_a`] for variant `kern`:
+/// `⌈m / MR⌉·MR · k` floats.
+pub fn packed_a_len(kern: &Kernels, g: &Gemm) -> usize {
+    round_up(g.m, kern.mr) * g.k
+}
+
+/// Packs `α·op(A)` of the call `g` (A as stored, with `g`'s transpose and
+/// stride) into `out` (at least [`packed_a_len`] floats) for the `*_packed`
+/// GEMMs of the same variant: for each `KC`-deep slice, the `MR`-tall panels
+/// of all rows in order.
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+pub fn pack_a(kern: &Kernels, g: &Gemm, a: &[f32], out: &mut [f32]) {
+    assert!(
+        a.len() >= g.a_len(),
+        "gemm: A has {} floats, needs {}",
+        a.len(),
+        g.a_len()
+    );
+    let m_r = round_up(g.m, kern.mr);
+    assert!(
+        out.len() >= m_r * g.k,
+        "gemm: packed A has {} floats, needs {}",
+        out.len(),
+        m_r * g.k
+    );
+    let mut pc = 0;
+    while pc < g.k {
+        let kb = (g.k - pc).min(kern.kc);
+        pack_a_block(
+            g,
+            a,
+            0,
+            g.m,
+            pc,
+            kb,
+            kern.mr,
+            &mut out[pc * m_r..pc * m_r + kb * m_r],
+        );
+        pc += kb;
+    }
+}
+
+/// The A operand of a GEMM: as stored (with the call's transpose and
+/// stride), or packed in advance by [`pack_a`].
+#[derive(Debug, Clone, Copy)]
+pub enum AOperand<'a> {
+    /// A as stored.
+    Plain(&'a [f32]),
+    /// `α·op(A)` packed by [`pack_a`] for the same variant and shape.
+    Packed(&'a [f32]),
+}
+
+/// A B operand that packs itself, for a matrix that is never stored: the
+/// convolution's column matrix, written straight into the packed panels
+/// one cache block at a time (an implicit im2col).
+pub trait PackB: Sync {
+    /// Writes `op(B)[pc .. pc+kb, jc .. jc+nb]` into `out` as `nr`-wide
+    /// panels, each `kb` steps of `nr` values, the last panel zero-padded
+    /// (the layout [`sgemm_serial`] packs a stored B into).
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]);
+}
+
+/// The B operand of the blocked product: stored, or packing itself.
+#[derive(Clone, Copy)]
+enum BOperand<'a> {
+    Plain(&'a [f32]),
+    Custom(&'a dyn PackB),
+}
+
+/// `C = epilogue(α·op(A)·B + β·C)` on the calling thread, with B produced
+/// block by block by `b` (its `op(B)` is the `k × n` matrix of `g`).
+/// Allocation-free; `scratch` as [`gemm_scratch_len`].
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+pub fn sgemm_custom_serial_with(
+    kern: &Kernels,
+    g: &Gemm,
+    a: AOperand<'_>,
+    b: &dyn PackB,
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+    scratch: &mut [f32],
+) {
+    g.check_operand(kern, a, c, epilogue);
+    assert!(
+        scratch.len() >= gemm_scratch_len_with(kern, g),
+        "gemm: scratch has {} floats, needs {}",
+        scratch.len(),
+        gemm_scratch_len_with(kern, g)
+    );
+    gemm_rows(
+        kern,
+        g,
+        a,
+        BOperand::Custom(b),
+        c,
+        0,
+        g.m,
+        epilogue,
+        scratch,
+    );
+}
+
+/// [`sgemm_custom_serial_with`] over the thread pool.
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape requires (a caller bug).
+#[cfg(feature = "std")]
+pub fn sgemm_custom_with(
+    kern: &Kernels,
+    g: &Gemm,
+    a: AOperand<'_>,
+    b: &dyn PackB,
+    c: &mut [f32],
+    epilogue: &[Epilogue<'_>],
+) {
+    g.check_operand(kern, a, c, epilogue);
+    sgemm_threaded(kern, g, a, BOperand::Custom(b), c, epilogue);
 }
 
 /// Which thread-local buffer [`with_scratch`] lends: GEMM packing and the
@@ -355,6 +595,8 @@ pub(crate) enum Slot {
     Pack,
     /// A convolution's column matrix (and, on worker threads, its packing).
     Conv,
+    /// A convolution's weights, packed once per call.
+    Weights,
 }
 
 /// Runs `f` with this thread's buffer `slot`, grown to at least `len`
@@ -365,10 +607,12 @@ pub(crate) fn with_scratch<R>(slot: Slot, len: usize, f: impl FnOnce(&mut [f32])
     std::thread_local! {
         static PACK: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
         static CONV: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
+        static WEIGHTS: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
     }
     let key = match slot {
         Slot::Pack => &PACK,
         Slot::Conv => &CONV,
+        Slot::Weights => &WEIGHTS,
     };
     let mut f = Some(f);
     let done = key.with(|cell| {
@@ -405,8 +649,8 @@ fn split_scratch(scratch: &mut [f32], a_len: usize, b_len: usize) -> (&mut [f32]
 fn gemm_rows(
     kern: &Kernels,
     g: &Gemm,
-    a: &[f32],
-    b: &[f32],
+    a: AOperand<'_>,
+    b: BOperand<'_>,
     c: &mut [f32],
     row0: usize,
     rows: usize,
@@ -428,6 +672,11 @@ fn gemm_rows(
         }
         return;
     }
+    if let (AOperand::Plain(a), BOperand::Plain(b)) = (a, b)
+        && gemv(kern, g, a, b, c, row0, rows, epilogue)
+    {
+        return;
+    }
     if g.beta != 0.0 && g.beta != 1.0 {
         for i in 0..m {
             scale_row(&mut c[i * ldc..i * ldc + n], g.beta);
@@ -445,20 +694,34 @@ fn gemm_rows(
         let mut pc = 0;
         while pc < k {
             let kb = (k - pc).min(kern.kc);
-            pack_b(g, b, pc, kb, jc, nb, nr, pb);
+            match b {
+                BOperand::Plain(b) => pack_b(g, b, pc, kb, jc, nb, nr, pb),
+                BOperand::Custom(src) => src.pack_b(pc, kb, jc, nb, nr, pb),
+            }
             let first = pc == 0;
             let last = pc + kb == k;
             let accumulate = !(first && g.beta == 0.0);
             let mut ic = 0;
             while ic < m {
                 let mb = (m - ic).min(kern.mc);
-                pack_a(g, a, row0 + ic, mb, pc, kb, mr, pa);
-                for jr in (0..nb).step_by(nr) {
-                    let nw = nr.min(nb - jr);
-                    let bp = &pb[jr * kb..jr * kb + kb * nr];
-                    for ir in (0..mb).step_by(mr) {
-                        let mh = mr.min(mb - ir);
-                        let ap = &pa[ir * kb..ir * kb + kb * mr];
+                // The packed panels of rows ic .. ic + mb: packed here, or
+                // taken from the caller's fully packed A.
+                let panels: &[f32] = match a {
+                    AOperand::Plain(a) => {
+                        pack_a_block(g, a, row0 + ic, mb, pc, kb, mr, pa);
+                        pa
+                    }
+                    AOperand::Packed(p) => {
+                        let at = pc * round_up(g.m, mr) + (row0 + ic) * kb;
+                        &p[at..at + round_up(mb, mr) * kb]
+                    }
+                };
+                for ir in (0..mb).step_by(mr) {
+                    let mh = mr.min(mb - ir);
+                    let ap = &panels[ir * kb..ir * kb + kb * mr];
+                    for jr in (0..nb).step_by(nr) {
+                        let nw = nr.min(nb - jr);
+                        let bp = &pb[jr * kb..jr * kb + kb * nr];
                         let (ci, cj) = (ic + ir, jc + jr);
                         if mh == mr && nw == nr {
                             let off = ci * ldc + cj;
@@ -517,6 +780,75 @@ fn gemm_rows(
     }
 }
 
+/// The matrix-vector path, taken when C has one column (and B's column is
+/// contiguous) or one row (and A's row and B's columns are contiguous): each
+/// element is one dot product, or (for `Aᵀ·b`) a sum of scaled rows of A in
+/// order of the depth, with no packing. Returns
+/// whether it applied. The choice depends only on the shape, so every row
+/// block of a call takes the same path.
+fn gemv(
+    kern: &Kernels,
+    g: &Gemm,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    row0: usize,
+    rows: usize,
+    epilogue: &[Epilogue<'_>],
+) -> bool {
+    let k = g.k;
+    let finish = |c: &mut f32, dot: f32, i: usize, j: usize| {
+        let old = if g.beta == 0.0 { 0.0 } else { g.beta * *c };
+        *c = g.alpha * dot + old;
+        apply_epilogue(epilogue, core::slice::from_mut(c), i, j);
+    };
+    if g.n == 1 && !g.trans_a && (g.trans_b || g.ldb == 1 || k <= 1) {
+        for i in 0..rows {
+            let ar = &a[(row0 + i) * g.lda..(row0 + i) * g.lda + k];
+            let bc = &b[..k];
+            // SAFETY: both slices hold k floats; the table checked the CPU.
+            let d = unsafe { (kern.dot)(k, ar.as_ptr(), bc.as_ptr()) };
+            finish(&mut c[i * g.ldc], d, row0 + i, 0);
+        }
+        return true;
+    }
+    if g.n == 1 && g.trans_a && (g.trans_b || g.ldb == 1 || k <= 1) && (g.ldc == 1 || g.m == 1) {
+        // C = α·Aᵀ·b with A stored k × m: add scaled rows of A in order of p.
+        let col = &mut c[..rows];
+        let old_scale = g.beta;
+        if old_scale == 0.0 {
+            col.fill(0.0);
+        } else if old_scale != 1.0 {
+            for v in col.iter_mut() {
+                *v *= old_scale;
+            }
+        }
+        for p in 0..k {
+            let s = g.alpha * b[p];
+            let ar = &a[p * g.lda + row0..p * g.lda + row0 + rows];
+            for (cv, av) in col.iter_mut().zip(ar) {
+                *cv += s * *av;
+            }
+        }
+        for (i, cv) in col.iter_mut().enumerate() {
+            apply_epilogue(epilogue, core::slice::from_mut(cv), row0 + i, 0);
+        }
+        return true;
+    }
+    if g.m == 1 && (!g.trans_a || g.lda == 1 || k <= 1) && g.trans_b {
+        let ar = &a[..k];
+        let row = &mut c[..g.n];
+        for (j, cv) in row.iter_mut().enumerate() {
+            let bc = &b[j * g.ldb..j * g.ldb + k];
+            // SAFETY: both slices hold k floats; the table checked the CPU.
+            let d = unsafe { (kern.dot)(k, ar.as_ptr(), bc.as_ptr()) };
+            finish(cv, d, 0, j);
+        }
+        return true;
+    }
+    false
+}
+
 fn scale_row(row: &mut [f32], beta: f32) {
     if beta == 0.0 {
         row.fill(0.0);
@@ -566,7 +898,7 @@ fn pack_b(
 
 /// Packs `α·op(A)[ic .. ic+mb, pc .. pc+kb]` into `mr`-tall panels, each `kb`
 /// steps of `mr` values, the last panel zero-padded.
-fn pack_a(
+fn pack_a_block(
     g: &Gemm,
     a: &[f32],
     ic: usize,

@@ -102,6 +102,12 @@ unsafe fn micro_avx2_impl<const MR: usize>(
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
+    // Ask for the C tile now (see the AVX-512 kernel).
+    for i in 0..MR {
+        let row = c.wrapping_add(i * ldc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(63));
+    }
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let mut a = a;
     let mut b = b;
@@ -171,6 +177,14 @@ unsafe fn micro_avx512_impl<const MR: usize>(
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
+    // Ask for the C tile now: its rows lie `ldc` apart and miss the cache
+    // when C is large; the depth loop hides the latency. A prefetch never
+    // faults.
+    for i in 0..MR {
+        let row = c.wrapping_add(i * ldc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
+    }
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     let mut a = a;
     let mut b = b;
@@ -200,5 +214,133 @@ unsafe fn micro_avx512_impl<const MR: usize>(
             _mm512_storeu_ps(row, r0);
             _mm512_storeu_ps(row.add(16), r1);
         }
+    }
+}
+
+/// The portable dot product: sixteen running sums in a fixed order.
+///
+/// # Safety
+///
+/// `a` and `b` must be readable for `len` floats.
+pub unsafe fn dot_portable(len: usize, a: *const f32, b: *const f32) -> f32 {
+    // SAFETY: the caller guarantees both are readable for len floats.
+    let (a, b) = unsafe {
+        (
+            core::slice::from_raw_parts(a, len),
+            core::slice::from_raw_parts(b, len),
+        )
+    };
+    let mut acc = [0.0f32; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = 0.0;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        s += x * y;
+    }
+    reduce16(&acc) + s
+}
+
+/// Sums sixteen lanes pairwise, in a fixed order.
+fn reduce16(acc: &[f32; 16]) -> f32 {
+    let mut v = *acc;
+    let mut w = 16;
+    while w > 1 {
+        w /= 2;
+        for l in 0..w {
+            v[l] += v[l + w];
+        }
+    }
+    v[0]
+}
+
+/// The AVX2+FMA dot product: two 8-lane accumulators.
+///
+/// # Safety
+///
+/// `a` and `b` must be readable for `len` floats; the CPU must support AVX2
+/// and FMA.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn dot_avx2(len: usize, a: *const f32, b: *const f32) -> f32 {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { dot_avx2_impl(len, a, b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2_impl(len: usize, a: *const f32, b: *const f32) -> f32 {
+    use core::arch::x86_64::*;
+    let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    // SAFETY: every read is below len (contract).
+    unsafe {
+        while i + 16 <= len {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), s0);
+            s1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(a.add(i + 8)),
+                _mm256_loadu_ps(b.add(i + 8)),
+                s1,
+            );
+            i += 16;
+        }
+        let mut lanes = [0.0f32; 16];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), s0);
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), s1);
+        let mut s = 0.0;
+        while i < len {
+            s += *a.add(i) * *b.add(i);
+            i += 1;
+        }
+        reduce16(&lanes) + s
+    }
+}
+
+/// The AVX-512F dot product: two 16-lane accumulators and a masked tail.
+///
+/// # Safety
+///
+/// `a` and `b` must be readable for `len` floats; the CPU must support
+/// AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn dot_avx512(len: usize, a: *const f32, b: *const f32) -> f32 {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { dot_avx512_impl(len, a, b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512_impl(len: usize, a: *const f32, b: *const f32) -> f32 {
+    use core::arch::x86_64::*;
+    let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    // SAFETY: every full read is below len, and the masked tail reads only
+    // the lanes below len (masked-off lanes are not accessed).
+    unsafe {
+        while i + 32 <= len {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), s0);
+            s1 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(a.add(i + 16)),
+                _mm512_loadu_ps(b.add(i + 16)),
+                s1,
+            );
+            i += 32;
+        }
+        if i + 16 <= len {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), s0);
+            i += 16;
+        }
+        if i < len {
+            let mask: __mmask16 = (1u16 << (len - i)) - 1;
+            let x = _mm512_maskz_loadu_ps(mask, a.add(i));
+            let y = _mm512_maskz_loadu_ps(mask, b.add(i));
+            s1 = _mm512_fmadd_ps(x, y, s1);
+        }
+        let mut lanes = [0.0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_add_ps(s0, s1));
+        reduce16(&lanes)
     }
 }

@@ -6,7 +6,9 @@
 //! the table in [`dispatch`], never with `cfg` at call sites.
 
 pub mod activation;
+pub mod backward;
 pub mod conv;
+pub mod conv_direct;
 pub mod dispatch;
 pub mod elementwise;
 pub mod gemm;

@@ -6,7 +6,8 @@
 //! tasks, and within a plane the window bounds are clipped once per output
 //! row and column so the inner loops carry no bounds tests. Max pooling's
 //! padding never wins (it acts as −∞); ties go to the first maximum in
-//! row-major window order, in the kernel and the reference alike.
+//! row-major window order, in the kernel and the reference alike. The
+//! common 2×2 stride-2 window has its own loops (LeNet, VGG).
 
 use super::parallel::{for_each_chunk_mut, for_each_chunk_pair_mut};
 
@@ -167,6 +168,12 @@ impl Pool2d {
         clip(ow * self.sw, self.pw, self.kw, self.w)
     }
 
+    /// Whether this is the common 2×2 window with stride 2 and no padding,
+    /// which has a fast path.
+    pub fn is_two_by_two(&self) -> bool {
+        (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (2, 2, 2, 2, 0, 0)
+    }
+
     /// Asserts the geometry and the buffer lengths (the callers' contract).
     fn check(&self, input: usize, output: usize) {
         assert!(self.validate().is_ok(), "pool: invalid geometry {self:?}");
@@ -216,15 +223,45 @@ pub fn max_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d) {
         return;
     }
     let ow_n = g.out_w();
+    let two_by_two = g.is_two_by_two();
     for_each_chunk_mut(y, op, g.output_len() * g.kh * g.kw, |plane, yc| {
         let xp = &x[plane * ip..(plane + 1) * ip];
         for (oh, yrow) in yc.chunks_exact_mut(ow_n).enumerate() {
+            if two_by_two {
+                let r0 = &xp[2 * oh * g.w..(2 * oh + 1) * g.w];
+                let r1 = &xp[(2 * oh + 1) * g.w..(2 * oh + 2) * g.w];
+                for ((yv, a), b) in yrow
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    *yv = max4(a[0], a[1], b[0], b[1]).0;
+                }
+                continue;
+            }
             let rows = g.rows(oh);
             for (ow, yv) in yrow.iter_mut().enumerate() {
                 *yv = window_max(xp, g.w, rows, g.cols(ow)).0;
             }
         }
     });
+}
+
+/// The max of a 2×2 window given row-major as `a, b, c, d`, and the
+/// position (0..4) of its first maximum: the same rule as [`window_max`].
+#[inline(always)]
+fn max4(a: f32, b: f32, c: f32, d: f32) -> (f32, u32) {
+    let (mut m, mut at) = (a, 0);
+    if b > m {
+        (m, at) = (b, 1);
+    }
+    if c > m {
+        (m, at) = (c, 2);
+    }
+    if d > m {
+        (m, at) = (d, 3);
+    }
+    (m, at)
 }
 
 /// Max pooling forward for training: also writes each output's argmax (its
@@ -238,6 +275,7 @@ pub fn max_pool2d_forward_with_indices(x: &[f32], y: &mut [f32], argmax: &mut [u
     }
     let ow_n = g.out_w();
     let work = g.output_len() * g.kh * g.kw;
+    let two_by_two = g.is_two_by_two();
     for_each_chunk_pair_mut(y, op, argmax, op, work, |plane, yc, ic| {
         let xp = &x[plane * ip..(plane + 1) * ip];
         for (oh, (yrow, irow)) in yc
@@ -245,6 +283,17 @@ pub fn max_pool2d_forward_with_indices(x: &[f32], y: &mut [f32], argmax: &mut [u
             .zip(ic.chunks_exact_mut(ow_n))
             .enumerate()
         {
+            if two_by_two {
+                let (r0, r1) = (2 * oh * g.w, (2 * oh + 1) * g.w);
+                for (ow, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
+                    let (i0, i1) = (r0 + 2 * ow, r1 + 2 * ow);
+                    let (m, at) = max4(xp[i0], xp[i0 + 1], xp[i1], xp[i1 + 1]);
+                    *yv = m;
+                    // Positions 0, 1 are on the upper row, 2, 3 on the lower.
+                    *iv = (if at < 2 { i0 } else { i1 } + (at as usize & 1)) as u32;
+                }
+                continue;
+            }
             let rows = g.rows(oh);
             for (ow, (yv, iv)) in yrow.iter_mut().zip(irow.iter_mut()).enumerate() {
                 (*yv, *iv) = window_max(xp, g.w, rows, g.cols(ow));
@@ -298,9 +347,24 @@ pub fn avg_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d, count_pad: bool) 
         return;
     }
     let ow_n = g.out_w();
+    let two_by_two = g.is_two_by_two();
     for_each_chunk_mut(y, op, g.output_len() * g.kh * g.kw, |plane, yc| {
         let xp = &x[plane * ip..(plane + 1) * ip];
         for (oh, yrow) in yc.chunks_exact_mut(ow_n).enumerate() {
+            if two_by_two {
+                // No padding: both divisors are 4; the sum in the general
+                // loop's order.
+                let r0 = &xp[2 * oh * g.w..(2 * oh + 1) * g.w];
+                let r1 = &xp[(2 * oh + 1) * g.w..(2 * oh + 2) * g.w];
+                for ((yv, a), b) in yrow
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    *yv = (((a[0] + a[1]) + b[0]) + b[1]) / 4.0;
+                }
+                continue;
+            }
             let rows = g.rows(oh);
             for (ow, yv) in yrow.iter_mut().enumerate() {
                 let cols = g.cols(ow);
@@ -325,9 +389,26 @@ pub fn avg_pool2d_backward(dy: &[f32], dx: &mut [f32], g: Pool2d, count_pad: boo
         return;
     }
     let ow_n = g.out_w();
+    let two_by_two = g.is_two_by_two();
     for_each_chunk_mut(dx, ip, g.output_len() * g.kh * g.kw, |plane, dc| {
         dc.fill(0.0);
         let gp = &dy[plane * op..(plane + 1) * op];
+        if two_by_two {
+            // Disjoint windows: each input gets exactly one share.
+            for (oh, grow) in gp.chunks_exact(ow_n).enumerate() {
+                let (r0, r1) = dc[2 * oh * g.w..(2 * oh + 2) * g.w].split_at_mut(g.w);
+                for ((&gv, a), b) in grow
+                    .iter()
+                    .zip(r0.chunks_exact_mut(2))
+                    .zip(r1.chunks_exact_mut(2))
+                {
+                    let share = gv / 4.0;
+                    a.fill(share);
+                    b.fill(share);
+                }
+            }
+            return;
+        }
         for (oh, grow) in gp.chunks_exact(ow_n).enumerate() {
             let rows = g.rows(oh);
             for (ow, &gv) in grow.iter().enumerate() {

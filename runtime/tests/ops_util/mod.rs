@@ -51,6 +51,26 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32)
     }
 }
 
+/// Asserts `|got − want| ≤ atol(i) + rtol·|want|` elementwise, for kernels
+/// whose attainable f32 accuracy differs per element (a per-element
+/// condition number).
+pub fn assert_close_with(
+    what: &str,
+    got: &[f32],
+    want: &[f32],
+    rtol: f32,
+    atol: impl Fn(usize) -> f32,
+) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let tol = atol(i) + rtol * w.abs();
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}: element {i}: got {g}, want {w} (tolerance {tol})"
+        );
+    }
+}
+
 /// Checks `analytic` (the gradient of `f` at `x` from a backward rule)
 /// against central differences `(f(x + h) − f(x − h)) / 2h` with `h = 1e-6`,
 /// to `|a − n| ≤ tol·(1 + |n|)`.

@@ -1,0 +1,552 @@
+//! The CPU emitter: Rust source, through `quote`, for one [`Program`].
+//!
+//! The generated type owns its parameters (one flat
+//! `kiln::runtime::params::Params`) and one arena sized at construction for
+//! the batch it was built for. Every kernel call is written with literal
+//! shapes, so rustc monomorphizes and constant-folds each one for its layer;
+//! the only run-time dimension is the number of examples in the call.
+//! Paths are fully qualified (`::kiln::runtime::…`) and every step carries
+//! the span of the layer it comes from, so a rustc error in generated code
+//! points at the user's line.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+
+use crate::ast::Loc;
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::ir::{self, Op, UpsampleMode};
+use crate::plan::{Kernel, Location, Operand, Program, Step};
+
+/// The code of diagnostics this emitter reports: an op it cannot run yet.
+pub const UNSUPPORTED: Code = Code(400);
+
+/// What the emitter needs besides the program: how the type is presented.
+#[derive(Debug, Clone)]
+pub struct TypeInfo {
+    /// Doc lines (without `///`).
+    pub docs: Vec<String>,
+    /// Whether the type is `pub`.
+    pub public: bool,
+    /// The span of the network's name (call site for YAML files).
+    pub span: Span,
+}
+
+/// Emits the type of `program` and its `impl`.
+pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnostics> {
+    let mut diags = Diagnostics::new();
+    let name = format_ident!("{}", program.name, span = info.span);
+    let vis = info.public.then(|| quote!(pub));
+    let docs = &info.docs;
+    let mut steps = Vec::new();
+    for step in &program.infer.steps {
+        match emit_step(program, step) {
+            Ok(t) => steps.push(t),
+            Err(d) => diags.push(d),
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    if program.inputs.len() != 1 || program.outputs.is_empty() {
+        diags.push(Diagnostic::error(
+            UNSUPPORTED,
+            Loc::Synthetic,
+            format!(
+                "network `{}`: the CPU emitter supports one input and at least one output \
+                 (found {} inputs, {} outputs)",
+                program.name,
+                program.inputs.len(),
+                program.outputs.len()
+            ),
+        ));
+        return Err(diags);
+    }
+    let input = &program.inputs[0];
+    let output = &program.outputs[0];
+    let in_shape = &input.shape;
+    let in_rank = in_shape.len();
+    let in_len: usize = in_shape.iter().product();
+    let out_shape = &output.shape;
+    let out_rank = out_shape.len();
+    let out_len: usize = out_shape.iter().product();
+    let Location::Arena(out_off) = output.at else {
+        unreachable!("plan: outputs always live in the arena");
+    };
+    let arena_len = program.infer.memory.arena;
+    let param_len = program.param_len();
+    let buffer_len = program.buffer_len();
+    let param_names = program.params.iter().map(|p| &p.name);
+    let param_shapes = program.params.iter().map(|p| {
+        let d = &p.shape;
+        quote!(&[#(#d),*])
+    });
+    let buffer_names = program.buffers.iter().map(|p| &p.name);
+    let buffer_shapes = program.buffers.iter().map(|p| {
+        let d = &p.shape;
+        quote!(&[#(#d),*])
+    });
+    let input_name = &input.name;
+    let network = &program.name;
+    let lower_bound = program.infer.memory.lower_bound;
+    let no_reuse = program.infer.memory.no_reuse;
+
+    Ok(quote_spanned! {info.span=>
+        #(#[doc = #docs])*
+        #[derive(::core::fmt::Debug, ::core::clone::Clone)]
+        #vis struct #name {
+            params: ::kiln::runtime::params::Params,
+            arena: ::std::vec::Vec<f32>,
+            batch: usize,
+        }
+
+        #[allow(clippy::all, unused_variables, unused_mut, non_snake_case)]
+        impl #name {
+            /// The per-example input shape.
+            pub const INPUT_SHAPE: [usize; #in_rank] = [#(#in_shape),*];
+            /// Floats per example of input.
+            pub const INPUT_LEN: usize = #in_len;
+            /// The per-example shape of the first output.
+            pub const OUTPUT_SHAPE: [usize; #out_rank] = [#(#out_shape),*];
+            /// Floats per example of the first output.
+            pub const OUTPUT_LEN: usize = #out_len;
+            /// Learned scalars.
+            pub const PARAM_COUNT: usize = #param_len;
+            /// Buffer scalars (batch-norm running statistics).
+            pub const BUFFER_COUNT: usize = #buffer_len;
+            /// Inference arena, floats per example of the batch.
+            pub const INFER_ARENA_PER_EXAMPLE: usize = #arena_len;
+            /// The max-live lower bound of the inference arena, per example.
+            pub const INFER_ARENA_LOWER_BOUND: usize = #lower_bound;
+            /// What the inference arena would take without reuse, per example.
+            pub const INFER_ARENA_NO_REUSE: usize = #no_reuse;
+
+            /// The parameter and buffer layout, every value zero.
+            pub fn zeroed_params() -> ::kiln::runtime::params::Params {
+                let mut layout = ::kiln::runtime::params::ParamLayout::new();
+                #(layout.push(#param_names, #param_shapes).expect("layout");)*
+                let mut buffers = ::kiln::runtime::params::ParamLayout::new();
+                #(buffers.push(#buffer_names, #buffer_shapes).expect("layout");)*
+                ::kiln::runtime::params::Params::new(layout, buffers).expect("layout")
+            }
+
+            /// A network for batches of up to `batch` examples, its
+            /// parameters drawn by `init` from `seed`.
+            pub fn new(init: &::kiln::runtime::init::InitPolicy, seed: u64, batch: usize) -> Self {
+                let mut params = Self::zeroed_params();
+                init.apply(&mut params, seed);
+                Self::with_params(params, batch)
+            }
+
+            /// A network around existing parameters (checked by name and
+            /// shape elsewhere, e.g. by a checkpoint load).
+            pub fn with_params(params: ::kiln::runtime::params::Params, batch: usize) -> Self {
+                let batch = batch.max(1);
+                #name {
+                    params,
+                    arena: ::std::vec![0.0; #arena_len * batch],
+                    batch,
+                }
+            }
+
+            /// The largest batch a call takes.
+            pub fn batch(&self) -> usize {
+                self.batch
+            }
+
+            /// The parameters, gradients and buffers.
+            pub fn params(&self) -> &::kiln::runtime::params::Params {
+                &self.params
+            }
+
+            /// The parameters, gradients and buffers, mutable.
+            pub fn params_mut(&mut self) -> &mut ::kiln::runtime::params::Params {
+                &mut self.params
+            }
+
+            /// Saves the parameters and buffers (and `state`) atomically.
+            pub fn save(
+                &self,
+                path: impl ::core::convert::AsRef<::std::path::Path>,
+                state: &::kiln::runtime::checkpoint::TrainState,
+            ) -> ::core::result::Result<(), ::kiln::runtime::params::ToolkitError> {
+                ::kiln::runtime::checkpoint::save(path, &self.params, state)
+            }
+
+            /// Loads parameters and buffers saved by [`Self::save`]; every
+            /// name, shape and dtype mismatch is reported at once.
+            pub fn load(
+                &mut self,
+                path: impl ::core::convert::AsRef<::std::path::Path>,
+            ) -> ::core::result::Result<::kiln::runtime::checkpoint::TrainState, ::kiln::runtime::params::ToolkitError> {
+                ::kiln::runtime::checkpoint::load(path, &mut self.params)
+            }
+
+            fn examples(&self, len: usize) -> ::core::result::Result<usize, ::kiln::runtime::params::ToolkitError> {
+                if len == 0 || len % #in_len != 0 || len / #in_len > self.batch {
+                    return ::core::result::Result::Err(::kiln::runtime::params::ToolkitError::Invalid(::std::format!(
+                        "{}: input `{}` has {} floats; expected a multiple of {} (shape {:?}) for 1 to {} examples",
+                        #network, #input_name, len, #in_len, Self::INPUT_SHAPE, self.batch
+                    )));
+                }
+                ::core::result::Result::Ok(len / #in_len)
+            }
+
+            /// Inference on `x` (`n × INPUT_LEN` floats, `n` up to the batch
+            /// size): the first output, `n × OUTPUT_LEN` floats. Performs no
+            /// heap allocation.
+            pub fn forward(&mut self, x: &[f32]) -> ::core::result::Result<&[f32], ::kiln::runtime::params::ToolkitError> {
+                let n = self.examples(x.len())?;
+                let b = self.batch;
+                let kern = ::kiln::runtime::kernels::dispatch::kernels();
+                let params: &[f32] = &self.params.values;
+                let buffers: &[f32] = &self.params.buffers;
+                let arena: &mut [f32] = &mut self.arena;
+                let input0: &[f32] = x;
+                #(#steps)*
+                ::core::result::Result::Ok(&self.arena[#out_off * b..#out_off * b + n * #out_len])
+            }
+
+            /// The index of the largest output of each example of `x`,
+            /// written to `classes` (one per example).
+            pub fn predict(&mut self, x: &[f32], classes: &mut [usize]) -> ::core::result::Result<(), ::kiln::runtime::params::ToolkitError> {
+                let out = self.forward(x)?;
+                for (row, c) in out.chunks_exact(#out_len).zip(classes.iter_mut()) {
+                    let mut best = 0;
+                    for (j, v) in row.iter().enumerate() {
+                        if *v > row[best] {
+                            best = j;
+                        }
+                    }
+                    *c = best;
+                }
+                ::core::result::Result::Ok(())
+            }
+        }
+    })
+}
+
+fn span_of(loc: Loc) -> Span {
+    match loc {
+        Loc::Macro(s) => s,
+        _ => Span::call_site(),
+    }
+}
+
+fn unsupported(step: &Step, what: &str) -> Diagnostic {
+    Diagnostic::error(
+        UNSUPPORTED,
+        step.loc,
+        format!(
+            "layer `{}`: {what} is not supported by the CPU emitter yet",
+            step.layer
+        ),
+    )
+}
+
+/// `(offset, len)` of an arena operand, in generated code.
+fn range(op: &Operand) -> TokenStream {
+    match op.at {
+        Location::Arena(off) => {
+            let len = op.len();
+            quote!((#off * b, n * #len))
+        }
+        Location::Input(_) => unreachable!("range: inputs are not in the arena"),
+    }
+}
+
+/// The runtime's activation for an IR activation.
+fn activation(a: ir::Activation) -> TokenStream {
+    let p = quote!(::kiln::runtime::activation::Activation);
+    match a {
+        ir::Activation::Relu => quote!(#p::Relu),
+        ir::Activation::LeakyRelu { alpha } => {
+            let a = alpha as f32;
+            quote!(#p::LeakyRelu(#a))
+        }
+        ir::Activation::Elu { alpha } => {
+            let a = alpha as f32;
+            quote!(#p::Elu(#a))
+        }
+        ir::Activation::Selu => quote!(#p::Selu),
+        ir::Activation::Sigmoid => quote!(#p::Sigmoid),
+        ir::Activation::Tanh => quote!(#p::Tanh),
+        ir::Activation::Swish => quote!(#p::Swish),
+        ir::Activation::Step => quote!(#p::Step),
+    }
+}
+
+/// A parameter slice of the step, by position among the node's learned
+/// tensors.
+fn param(program: &Program, step: &Step, i: usize) -> TokenStream {
+    let slot = &program.params[step.params[i]];
+    let (start, end) = (slot.offset, slot.offset + slot.len());
+    quote!(&params[#start..#end])
+}
+
+fn buffer(program: &Program, step: &Step, i: usize) -> TokenStream {
+    let slot = &program.buffers[step.buffers[i]];
+    let (start, end) = (slot.offset, slot.offset + slot.len());
+    quote!(&buffers[#start..#end])
+}
+
+/// `[C, H, W]` of a per-example shape, or `[D, 1, 1]` for a vector.
+fn chw(shape: &ir::Shape) -> [usize; 3] {
+    match *shape.dims() {
+        [c, h, w] => [c, h, w],
+        [d] => [d, 1, 1],
+        _ => {
+            let d = shape.dims();
+            let c = d.first().copied().unwrap_or(1);
+            let rest: usize = d.iter().skip(1).product();
+            [c, rest, 1]
+        }
+    }
+}
+
+fn emit_step(program: &Program, step: &Step) -> Result<TokenStream, Diagnostic> {
+    let span = span_of(step.loc);
+    // Bind the inputs: arena inputs through one checked split, external
+    // inputs by name. In place, the output is the first input's memory.
+    let skip = usize::from(step.in_place);
+    let arena_inputs: Vec<(usize, &Operand)> = step
+        .inputs
+        .iter()
+        .enumerate()
+        .skip(skip)
+        .filter(|(_, o)| matches!(o.at, Location::Arena(_)))
+        .collect();
+    let names: Vec<_> = (0..step.inputs.len())
+        .map(|i| format_ident!("x{}", i))
+        .collect();
+    let split_names = arena_inputs.iter().map(|(i, _)| &names[*i]);
+    let split_ranges = arena_inputs.iter().map(|(_, o)| range(o));
+    let mut ext = TokenStream::new();
+    for (i, o) in step.inputs.iter().enumerate().skip(skip) {
+        if let Location::Input(k) = o.at {
+            let name = &names[i];
+            let src = format_ident!("input{}", k);
+            let len = o.len();
+            ext.extend(quote!(let #name: &[f32] = &#src[..n * #len];));
+        }
+    }
+    let out_range = range(&step.output);
+    let binding = quote! {
+        let ([#(#split_names),*], y) = ::kiln::runtime::arena::split(&mut *arena, [#(#split_ranges),*], #out_range);
+        #ext
+    };
+    let body = kernel_call(program, step, &names)?;
+    Ok(quote_spanned! {span=>
+        {
+            #binding
+            #body
+        }
+    })
+}
+
+fn kernel_call(
+    program: &Program,
+    step: &Step,
+    names: &[proc_macro2::Ident],
+) -> Result<TokenStream, Diagnostic> {
+    let k = quote!(::kiln::runtime::kernels);
+    let x = names.first().cloned();
+    let in_shape = step
+        .inputs
+        .first()
+        .map(|o| o.shape.clone())
+        .unwrap_or_default();
+    let out_shape = step.output.shape.clone();
+    let op = match &step.kernel {
+        Kernel::Copy => return Ok(quote!(y.copy_from_slice(#x);)),
+        Kernel::Infer(op) => op,
+    };
+    Ok(match op {
+        Op::Conv2d(c) => {
+            let [ci, h, w] = chw(&in_shape);
+            let [co, _, _] = chw(&out_shape);
+            let [kh, kw] = c.kernel;
+            let [sh, sw] = c.stride;
+            let [dh, dw] = c.dilation;
+            let [[pt, pb], [pl, pr]] = c.padding.resolve([h, w], c.kernel, c.stride, c.dilation);
+            let groups = c.groups;
+            let wt = param(program, step, 0);
+            let epi = if c.bias {
+                let bias = param(program, step, 1);
+                quote!(&[#k::conv::ConvEpilogue::Bias(#bias)])
+            } else {
+                quote!(&[])
+            };
+            quote! {
+                let g = #k::conv::Conv2dGeometry {
+                    n, c_in: #ci, h: #h, w: #w, c_out: #co, kh: #kh, kw: #kw,
+                    stride: [#sh, #sw], pad: [#pt, #pl, #pb, #pr], dilation: [#dh, #dw], groups: #groups,
+                };
+                #k::conv::conv2d_forward(kern, &g, #x, #wt, #epi, y);
+            }
+        }
+        Op::ConvTranspose2d(c) => {
+            let [ci, h, w] = chw(&in_shape);
+            let [co, oh, ow] = chw(&out_shape);
+            let [kh, kw] = c.kernel;
+            let [sh, sw] = c.stride;
+            let [dh, dw] = c.dilation;
+            let [ph, pw] = c.padding;
+            let [oph, opw] = c.output_padding;
+            let groups = c.groups;
+            let wt = param(program, step, 0);
+            let bias = if c.bias {
+                let b = param(program, step, 1);
+                quote!(::core::option::Option::Some(#b))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            let _ = (h, w);
+            let (pb, pr) = (ph.saturating_sub(oph), pw.saturating_sub(opw));
+            if oph > ph || opw > pw {
+                return Err(unsupported(
+                    step,
+                    "conv_transpose2d with output_padding > padding",
+                ));
+            }
+            quote! {
+                // The transposed conv is the backward-data of the conv from
+                // its output to its input.
+                let g = #k::conv::Conv2dGeometry {
+                    n, c_in: #co, h: #oh, w: #ow, c_out: #ci, kh: #kh, kw: #kw,
+                    stride: [#sh, #sw], pad: [#ph, #pw, #pb, #pr], dilation: [#dh, #dw], groups: #groups,
+                };
+                #k::conv::conv_transpose2d_forward(kern, &g, #x, #wt, #bias, y);
+            }
+        }
+        Op::Linear { out, bias, .. } => {
+            let inp = step.inputs[0].len();
+            let wt = param(program, step, 0);
+            let epi = if *bias {
+                let b = param(program, step, 1);
+                quote!(&[#k::gemm::Epilogue::BiasCol(#b)])
+            } else {
+                quote!(&[])
+            };
+            quote! {
+                let g = #k::gemm::Gemm::new(n, #out, #inp).transpose_b();
+                #k::gemm::sgemm(&g, #x, #wt, y, #epi);
+            }
+        }
+        Op::MaxPool2d(p) | Op::AvgPool2d { pool: p, .. } => {
+            if p.ceil {
+                return Err(unsupported(step, "pooling in ceil mode"));
+            }
+            let [c, h, w] = chw(&in_shape);
+            let [kh, kw] = p.kernel;
+            let [sh, sw] = p.stride;
+            let [ph, pw] = p.padding;
+            let g = quote! {
+                #k::pool::Pool2d { n, c: #c, h: #h, w: #w, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw }
+            };
+            match op {
+                Op::AvgPool2d { count_pad, .. } => {
+                    quote!(#k::pool::avg_pool2d_forward(#x, y, #g, #count_pad);)
+                }
+                _ => quote!(#k::pool::max_pool2d_forward(#x, y, #g);),
+            }
+        }
+        Op::GlobalAvgPool => {
+            let [c, h, w] = chw(&in_shape);
+            let spatial = h * w;
+            quote!(#k::pool::global_avg_pool_forward(#x, y, n * #c, #spatial);)
+        }
+        Op::Upsample { scale, mode } => {
+            let [c, h, w] = chw(&in_shape);
+            let g = quote!(#k::upsample::Upsample { planes: n * #c, h: #h, w: #w, scale: #scale });
+            match mode {
+                UpsampleMode::Nearest => quote!(#k::upsample::upsample_nearest_forward(#x, y, #g);),
+                UpsampleMode::Zeros => quote!(#k::upsample::upsample_zeros_forward(#x, y, #g);),
+            }
+        }
+        Op::PixelShuffle { r } => {
+            let [_, h, w] = chw(&in_shape);
+            let [c, _, _] = chw(&out_shape);
+            quote!(#k::upsample::pixel_shuffle(#x, y, #k::upsample::PixelShuffle { n, c: #c, h: #h, w: #w, r: #r });)
+        }
+        Op::Activation(a) => {
+            let act = activation(*a);
+            if step.in_place {
+                quote!(#k::activation::activation_forward_in_place(#act, y);)
+            } else {
+                quote!(#k::activation::activation_forward(#act, #x, y);)
+            }
+        }
+        Op::Prelu { .. } => {
+            let [c, h, w] = chw(&in_shape);
+            let spatial = h * w;
+            let wt = param(program, step, 0);
+            quote!(#k::activation::prelu_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial }, #wt);)
+        }
+        Op::Maxout { k: group } => {
+            let [c, h, w] = chw(&in_shape);
+            let spatial = h * w;
+            quote!(#k::activation::maxout_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial }, #group);)
+        }
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+            let d = in_shape.dims();
+            let outer: usize = d[..*axis].iter().product();
+            let dim = d[*axis];
+            let inner: usize = d[*axis + 1..].iter().product();
+            let shape =
+                quote!(#k::softmax::AxisShape { outer: n * #outer, dim: #dim, inner: #inner });
+            if matches!(op, Op::Softmax { .. }) {
+                quote!(#k::softmax::softmax_forward(#x, y, #shape);)
+            } else {
+                quote!(#k::softmax::log_softmax_forward(#x, y, #shape);)
+            }
+        }
+        Op::BatchNorm { eps, .. } => {
+            let [c, h, w] = chw(&in_shape);
+            let spatial = h * w;
+            let eps = *eps as f32;
+            let (gamma, beta) = (param(program, step, 0), param(program, step, 1));
+            let (mean, var) = (buffer(program, step, 0), buffer(program, step, 1));
+            quote! {
+                #k::norm::batch_norm_inference(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial },
+                    #gamma, #beta, #mean, #var, #eps);
+            }
+        }
+        Op::Lrn {
+            n: size,
+            alpha,
+            beta,
+            k: kk,
+        } => {
+            let [c, h, w] = chw(&in_shape);
+            let spatial = h * w;
+            let (alpha, beta, kk) = (*alpha as f32, *beta as f32, *kk as f32);
+            quote! {
+                #k::lrn::lrn_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial },
+                    #k::lrn::Lrn { size: #size, alpha: #alpha, beta: #beta, k: #kk });
+            }
+        }
+        Op::Add => {
+            if step.in_place {
+                let rest = &names[1..];
+                quote!(#(#k::elementwise::add_into(y, #rest);)*)
+            } else {
+                quote!(#k::elementwise::add(&[#(#names),*], y);)
+            }
+        }
+        Op::Concat { axis } => {
+            let d = out_shape.dims();
+            let outer: usize = d[..*axis].iter().product();
+            let inner: usize = d[*axis + 1..].iter().product();
+            let sizes = step.inputs.iter().map(|o| o.shape.dims()[*axis]);
+            quote!(#k::elementwise::concat(&[#(#names),*], &[#(#sizes),*], n * #outer, #inner, y);)
+        }
+        Op::Input { .. }
+        | Op::Flatten
+        | Op::Reshape { .. }
+        | Op::Dropout { .. }
+        | Op::Loss(_)
+        | Op::Grad(_) => {
+            unreachable!("plan: {} is not an inference step", op.name())
+        }
+    })
+}

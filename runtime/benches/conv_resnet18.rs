@@ -1,0 +1,139 @@
+//! ResNet-18's convolutions at 224×224: the 7×7/2 stem, the stride-1 3×3
+//! layers of each stage (56, 28, 14, 7), and the 1×1/2 projections; batch 1
+//! and 32; forward, backward-data and backward-weight. Rates are compared
+//! with the SGEMM 1024³ rate measured in the same run on the same threads:
+//! one thread by default, timed by its CPU clock (`KILN_BENCH_THREADS=2`
+//! for two, timed by the wall clock).
+//!
+//! Run: `cargo bench -p kiln-runtime --bench conv_resnet18` (a name filter
+//! after `--` picks cases, e.g. `-- b32`).
+
+mod common;
+
+use common::{Clock, Recorder};
+use kiln_runtime::activation::Activation;
+use kiln_runtime::kernels::conv::{
+    Conv2dGeometry, ConvEpilogue, conv2d_backward_data, conv2d_backward_weight, conv2d_forward,
+};
+use kiln_runtime::kernels::dispatch::kernels;
+use kiln_runtime::kernels::gemm::{Gemm, sgemm};
+
+fn shapes() -> Vec<(&'static str, Conv2dGeometry)> {
+    let c3 = |c: usize, hw: usize| Conv2dGeometry::new(1, c, hw, hw, c, 3, 3).with_pad(1);
+    let proj = |ci: usize, co: usize, hw: usize| {
+        Conv2dGeometry::new(1, ci, hw, hw, co, 1, 1).with_stride(2)
+    };
+    vec![
+        (
+            "stem7x7s2_224",
+            Conv2dGeometry::new(1, 3, 224, 224, 64, 7, 7)
+                .with_stride(2)
+                .with_pad(3),
+        ),
+        ("conv3x3_64_56", c3(64, 56)),
+        ("conv3x3_128_28", c3(128, 28)),
+        ("conv3x3_256_14", c3(256, 14)),
+        ("conv3x3_512_7", c3(512, 7)),
+        ("proj1x1s2_64_128_56", proj(64, 128, 56)),
+        ("proj1x1s2_128_256_28", proj(128, 256, 28)),
+        ("proj1x1s2_256_512_14", proj(256, 512, 14)),
+    ]
+}
+
+fn fill(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 31 + seed) % 97) as f32 / 97.0 - 0.5)
+        .collect()
+}
+
+fn main() {
+    let mut rec = Recorder::new("conv_resnet18");
+    let threads = common::bench_threads();
+    let clock = common::clock_for(threads);
+    let peak = common::quick_peak_1t() * threads as f64;
+    // Everything runs inside a pool of the chosen size.
+    common::pool(threads).install(|| run(&mut rec, threads, clock, peak));
+    rec.finish();
+    // The SGEMM rate is measured at the start and at the end of the run; the
+    // better of the two is the baseline (the shared machine's speed drifts).
+    let base = rec
+        .records()
+        .iter()
+        .filter(|r| r.name.starts_with("sgemm_1024"))
+        .map(|r| r.gflops())
+        .fold(f64::NAN, f64::max);
+    if base.is_finite() {
+        println!("\n{:<36} {:>9} {:>10}", "case", "GFLOP/s", "% of SGEMM");
+        for r in rec.records() {
+            println!(
+                "{:<36} {:>9.2} {:>9.1}%",
+                r.name,
+                r.gflops(),
+                100.0 * r.gflops() / base
+            );
+        }
+    }
+}
+
+fn run(rec: &mut Recorder, threads: usize, clock: Clock, peak: f64) {
+    let mut c = common::criterion(10, 1000);
+    let kern = kernels();
+    // The SGEMM rate these convolutions are held against.
+    let n = 1024;
+    let g = Gemm::new(n, n, n);
+    let (a, b) = (fill(n * n, 1), fill(n * n, 2));
+    let mut out = vec![0.0f32; n * n];
+    let name = format!("sgemm_1024_t{threads}");
+    rec.bench(&mut c, &name, clock, g.flops() as f64, peak, || {
+        sgemm(&g, &a, &b, &mut out, &[])
+    });
+    let filter: Option<String> = std::env::var("KILN_BENCH_BATCH").ok();
+    for batch in [1usize, 32] {
+        if filter.as_deref().is_some_and(|f| f != batch.to_string()) {
+            continue;
+        }
+        for (name, geom) in shapes() {
+            let g = geom.with_batch(batch);
+            let x = fill(g.input_len(), 3);
+            let w = fill(g.weight_len(), 4);
+            let bias = fill(g.c_out, 5);
+            let dy = fill(g.output_len(), 6);
+            let mut y = vec![0.0f32; g.output_len()];
+            let mut dx = vec![0.0f32; g.input_len()];
+            let mut dw = vec![0.0f32; g.weight_len()];
+            let flops = g.flops() as f64;
+            let epi = [
+                ConvEpilogue::Bias(&bias),
+                ConvEpilogue::Activation(Activation::Relu),
+            ];
+            rec.bench(
+                &mut c,
+                &format!("{name}_b{batch}_fwd"),
+                clock,
+                flops,
+                peak,
+                || conv2d_forward(kern, &g, &x, &w, &epi, &mut y),
+            );
+            rec.bench(
+                &mut c,
+                &format!("{name}_b{batch}_bwd_data"),
+                clock,
+                flops,
+                peak,
+                || conv2d_backward_data(kern, &g, &w, &dy, &mut dx),
+            );
+            rec.bench(
+                &mut c,
+                &format!("{name}_b{batch}_bwd_weight"),
+                clock,
+                flops,
+                peak,
+                || conv2d_backward_weight(kern, &g, &x, &dy, &mut dw, false),
+            );
+        }
+    }
+    let name = format!("sgemm_1024_t{threads}_end");
+    rec.bench(&mut c, &name, clock, g.flops() as f64, peak, || {
+        sgemm(&g, &a, &b, &mut out, &[])
+    });
+}
