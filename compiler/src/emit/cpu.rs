@@ -141,7 +141,7 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
     let lower_bound = program.infer.memory.lower_bound;
     let no_reuse = program.infer.memory.no_reuse;
 
-    Ok(quote_spanned! {info.span=>
+    Ok(quote_spanned! {Span::call_site().located_at(info.span)=>
         #(#[doc = #docs])*
         #[derive(::core::fmt::Debug, ::core::clone::Clone)]
         #[allow(dead_code)]
@@ -390,7 +390,7 @@ fn emit_train(
 
 fn span_of(loc: Loc) -> Span {
     match loc {
-        Loc::Macro(s) => s,
+        Loc::Macro(s) => Span::call_site().located_at(s),
         _ => Span::call_site(),
     }
 }
