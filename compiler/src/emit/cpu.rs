@@ -351,7 +351,7 @@ fn emit_train(
                 self.train_arena.resize(#arena_len * b, 0.0);
             }
             self.train_steps += 1;
-            let dropout_seed = ::kiln::runtime::rng::mix64(self.seed ^ self.train_steps.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let dropout_seed = self.step_seed();
             let kern = ::kiln::runtime::kernels::dispatch::kernels();
             let ::kiln::runtime::params::Params { values, grads, buffers, .. } = &mut self.params;
             let params: &[f32] = values;
@@ -362,6 +362,13 @@ fn emit_train(
             let input0: &[f32] = x;
             #(#steps)*
             ::core::result::Result::Ok(self.train_arena[#loss_off * b])
+        }
+
+        /// The seed of the last (or current) training call's dropout masks:
+        /// layer `l` draws its mask from `mix64(step_seed ^ fnv1a(l))` at the
+        /// element's index in the batch, as the interpreter does.
+        pub fn step_seed(&self) -> u64 {
+            ::kiln::runtime::rng::mix64(self.seed ^ self.train_steps.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         }
 
         /// One training step: [`Self::loss_and_grads`], then `opt`'s update
@@ -874,7 +881,7 @@ fn train_call(
         Op::Dropout { p } => {
             let p = *p as f32;
             let tag = layer_tag(&step.layer);
-            quote!(#k::elementwise::dropout_forward(#x, y, #p, dropout_seed ^ #tag, 0);)
+            quote!(#k::elementwise::dropout_forward(#x, y, #p, ::kiln::runtime::rng::mix64(dropout_seed ^ #tag), 0);)
         }
         Op::Loss(l) => {
             let features = tr.map(|t| t.loss.features).unwrap_or(1);
@@ -1066,7 +1073,7 @@ fn train_call(
                 GradOp::Dropout { p, layer } => {
                     let p = *p as f32;
                     let tag = layer_tag(layer);
-                    quote!(#k::elementwise::dropout_backward(#x, y, #p, dropout_seed ^ #tag, 0);)
+                    quote!(#k::elementwise::dropout_backward(#x, y, #p, ::kiln::runtime::rng::mix64(dropout_seed ^ #tag), 0);)
                 }
                 GradOp::Slice { axis, start, len } => {
                     let d = in_shape.dims();
