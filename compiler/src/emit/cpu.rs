@@ -554,13 +554,7 @@ fn kernel_call(
     };
     Ok(match op {
         Op::Conv2d(c) => {
-            let [ci, h, w] = chw(&in_shape);
-            let [co, _, _] = chw(&out_shape);
-            let [kh, kw] = c.kernel;
-            let [sh, sw] = c.stride;
-            let [dh, dw] = c.dilation;
-            let [[pt, pb], [pl, pr]] = c.padding.resolve([h, w], c.kernel, c.stride, c.dilation);
-            let groups = c.groups;
+            let g = conv_geometry(c, &in_shape, &out_shape);
             let wt = param(program, step, 0);
             let epi = if c.bias {
                 let bias = param(program, step, 1);
@@ -568,13 +562,7 @@ fn kernel_call(
             } else {
                 quote!(&[])
             };
-            quote! {
-                let g = #k::conv::Conv2dGeometry {
-                    n, c_in: #ci, h: #h, w: #w, c_out: #co, kh: #kh, kw: #kw,
-                    stride: [#sh, #sw], pad: [#pt, #pl, #pb, #pr], dilation: [#dh, #dw], groups: #groups,
-                };
-                #k::conv::conv2d_forward(kern, &g, #x, #wt, #epi, y);
-            }
+            quote!(#k::conv::conv2d_forward(kern, &#g, #x, #wt, #epi, y);)
         }
         Op::ConvTranspose2d(c) => {
             let [ci, h, w] = chw(&in_shape);
@@ -628,13 +616,7 @@ fn kernel_call(
             if p.ceil {
                 return Err(unsupported(step, "pooling in ceil mode"));
             }
-            let [c, h, w] = chw(&in_shape);
-            let [kh, kw] = p.kernel;
-            let [sh, sw] = p.stride;
-            let [ph, pw] = p.padding;
-            let g = quote! {
-                #k::pool::Pool2d { n, c: #c, h: #h, w: #w, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw }
-            };
+            let g = pool_geometry(p, &in_shape);
             match op {
                 Op::AvgPool2d { count_pad, .. } => {
                     quote!(#k::pool::avg_pool2d_forward(#x, y, #g, #count_pad);)
@@ -669,15 +651,13 @@ fn kernel_call(
             }
         }
         Op::Prelu { .. } => {
-            let [c, h, w] = chw(&in_shape);
-            let spatial = h * w;
+            let shape = channel_shape(&in_shape);
             let wt = param(program, step, 0);
-            quote!(#k::activation::prelu_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial }, #wt);)
+            quote!(#k::activation::prelu_forward(#x, y, #shape, #wt);)
         }
         Op::Maxout { k: group } => {
-            let [c, h, w] = chw(&in_shape);
-            let spatial = h * w;
-            quote!(#k::activation::maxout_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial }, #group);)
+            let shape = channel_shape(&in_shape);
+            quote!(#k::activation::maxout_forward(#x, y, #shape, #group);)
         }
         Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             let d = in_shape.dims();
@@ -693,15 +673,11 @@ fn kernel_call(
             }
         }
         Op::BatchNorm { eps, .. } => {
-            let [c, h, w] = chw(&in_shape);
-            let spatial = h * w;
+            let shape = channel_shape(&in_shape);
             let eps = *eps as f32;
             let (gamma, beta) = (param(program, step, 0), param(program, step, 1));
             let (mean, var) = (buffer(program, step, 0), buffer(program, step, 1));
-            quote! {
-                #k::norm::batch_norm_inference(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial },
-                    #gamma, #beta, #mean, #var, #eps);
-            }
+            quote!(#k::norm::batch_norm_inference(#x, y, #shape, #gamma, #beta, #mean, #var, #eps);)
         }
         Op::Lrn {
             n: size,
@@ -709,12 +685,10 @@ fn kernel_call(
             beta,
             k: kk,
         } => {
-            let [c, h, w] = chw(&in_shape);
-            let spatial = h * w;
+            let shape = channel_shape(&in_shape);
             let (alpha, beta, kk) = (*alpha as f32, *beta as f32, *kk as f32);
             quote! {
-                #k::lrn::lrn_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial },
-                    #k::lrn::Lrn { size: #size, alpha: #alpha, beta: #beta, k: #kk });
+                #k::lrn::lrn_forward(#x, y, #shape, #k::lrn::Lrn { size: #size, alpha: #alpha, beta: #beta, k: #kk });
             }
         }
         Op::Add => {
