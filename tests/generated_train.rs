@@ -31,11 +31,9 @@ fn the_seeds_backprop_example() {
         .unwrap();
     assert!((loss - 0.298_371_1).abs() < 1e-6, "E_total = {loss}");
     let w = net.params().get("linear0.weight").unwrap();
-    for (got, want) in w
-        .iter()
-        .zip([0.149_780_716, 0.199_561_43, 0.249_751_14, 0.299_502_29])
-    {
-        assert!((got - want).abs() < 1e-6, "{w:?}");
+    let want: [f64; 4] = [0.149_780_716, 0.199_561_43, 0.249_751_14, 0.299_502_29];
+    for (got, want) in w.iter().zip(want) {
+        assert!((*got as f64 - want).abs() < 1e-6, "{w:?}");
     }
     let w5 = net.params().get("linear1.weight").unwrap()[0];
     assert!((w5 - 0.358_916_5).abs() < 1e-6, "w5 = {w5}");

@@ -94,6 +94,50 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
         },
         None => TokenStream::new(),
     };
+    let classifier = match &program.train {
+        Some(tr) if tr.loss.loss.kind.takes_class_index() => quote! {
+            impl ::kiln::runtime::train::Classifier for #name {
+                fn batch(&self) -> usize {
+                    self.batch
+                }
+                fn input_len(&self) -> usize {
+                    #in_len
+                }
+                fn classes(&self) -> usize {
+                    #out_len
+                }
+                fn infer(&mut self, x: &[f32]) -> ::core::result::Result<&[f32], ::kiln::runtime::params::ToolkitError> {
+                    self.forward(x)
+                }
+                fn step(
+                    &mut self,
+                    x: &[f32],
+                    labels: &[u32],
+                    opt: &mut dyn ::kiln::runtime::optim::Optimizer,
+                    lr: f32,
+                ) -> ::core::result::Result<f32, ::kiln::runtime::params::ToolkitError> {
+                    self.train_step(x, labels, opt, lr)
+                }
+                fn last_scores(&self, n: usize) -> &[f32] {
+                    self.train_output(n)
+                }
+                fn parameters(&self) -> &::kiln::runtime::params::Params {
+                    &self.params
+                }
+            }
+
+            impl #name {
+                /// Mean cross-entropy, accuracy and images/s over `data`.
+                pub fn evaluate(
+                    &mut self,
+                    data: &::kiln::runtime::data::Dataset,
+                ) -> ::core::result::Result<::kiln::runtime::train::Evaluation, ::kiln::runtime::params::ToolkitError> {
+                    ::kiln::runtime::train::evaluate(self, data)
+                }
+            }
+        },
+        _ => TokenStream::new(),
+    };
     let lower_bound = program.infer.memory.lower_bound;
     let no_reuse = program.infer.memory.no_reuse;
 
@@ -244,6 +288,8 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
 
             #train
         }
+
+        #classifier
     })
 }
 
@@ -305,7 +351,7 @@ fn emit_train(
                 self.train_arena.resize(#arena_len * b, 0.0);
             }
             self.train_steps += 1;
-            let dropout_seed = ::kiln::runtime::rng::mix64(self.seed ^ self.train_steps.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let dropout_seed = self.step_seed();
             let kern = ::kiln::runtime::kernels::dispatch::kernels();
             let ::kiln::runtime::params::Params { values, grads, buffers, .. } = &mut self.params;
             let params: &[f32] = values;
@@ -316,6 +362,13 @@ fn emit_train(
             let input0: &[f32] = x;
             #(#steps)*
             ::core::result::Result::Ok(self.train_arena[#loss_off * b])
+        }
+
+        /// The seed of the last (or current) training call's dropout masks:
+        /// layer `l` draws its mask from `mix64(step_seed ^ fnv1a(l))` at the
+        /// element's index in the batch, as the interpreter does.
+        pub fn step_seed(&self) -> u64 {
+            ::kiln::runtime::rng::mix64(self.seed ^ self.train_steps.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         }
 
         /// One training step: [`Self::loss_and_grads`], then `opt`'s update
@@ -501,13 +554,7 @@ fn kernel_call(
     };
     Ok(match op {
         Op::Conv2d(c) => {
-            let [ci, h, w] = chw(&in_shape);
-            let [co, _, _] = chw(&out_shape);
-            let [kh, kw] = c.kernel;
-            let [sh, sw] = c.stride;
-            let [dh, dw] = c.dilation;
-            let [[pt, pb], [pl, pr]] = c.padding.resolve([h, w], c.kernel, c.stride, c.dilation);
-            let groups = c.groups;
+            let g = conv_geometry(c, &in_shape, &out_shape);
             let wt = param(program, step, 0);
             let epi = if c.bias {
                 let bias = param(program, step, 1);
@@ -515,13 +562,7 @@ fn kernel_call(
             } else {
                 quote!(&[])
             };
-            quote! {
-                let g = #k::conv::Conv2dGeometry {
-                    n, c_in: #ci, h: #h, w: #w, c_out: #co, kh: #kh, kw: #kw,
-                    stride: [#sh, #sw], pad: [#pt, #pl, #pb, #pr], dilation: [#dh, #dw], groups: #groups,
-                };
-                #k::conv::conv2d_forward(kern, &g, #x, #wt, #epi, y);
-            }
+            quote!(#k::conv::conv2d_forward(kern, &#g, #x, #wt, #epi, y);)
         }
         Op::ConvTranspose2d(c) => {
             let [ci, h, w] = chw(&in_shape);
@@ -575,13 +616,7 @@ fn kernel_call(
             if p.ceil {
                 return Err(unsupported(step, "pooling in ceil mode"));
             }
-            let [c, h, w] = chw(&in_shape);
-            let [kh, kw] = p.kernel;
-            let [sh, sw] = p.stride;
-            let [ph, pw] = p.padding;
-            let g = quote! {
-                #k::pool::Pool2d { n, c: #c, h: #h, w: #w, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw }
-            };
+            let g = pool_geometry(p, &in_shape);
             match op {
                 Op::AvgPool2d { count_pad, .. } => {
                     quote!(#k::pool::avg_pool2d_forward(#x, y, #g, #count_pad);)
@@ -616,15 +651,13 @@ fn kernel_call(
             }
         }
         Op::Prelu { .. } => {
-            let [c, h, w] = chw(&in_shape);
-            let spatial = h * w;
+            let shape = channel_shape(&in_shape);
             let wt = param(program, step, 0);
-            quote!(#k::activation::prelu_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial }, #wt);)
+            quote!(#k::activation::prelu_forward(#x, y, #shape, #wt);)
         }
         Op::Maxout { k: group } => {
-            let [c, h, w] = chw(&in_shape);
-            let spatial = h * w;
-            quote!(#k::activation::maxout_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial }, #group);)
+            let shape = channel_shape(&in_shape);
+            quote!(#k::activation::maxout_forward(#x, y, #shape, #group);)
         }
         Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             let d = in_shape.dims();
@@ -640,15 +673,11 @@ fn kernel_call(
             }
         }
         Op::BatchNorm { eps, .. } => {
-            let [c, h, w] = chw(&in_shape);
-            let spatial = h * w;
+            let shape = channel_shape(&in_shape);
             let eps = *eps as f32;
             let (gamma, beta) = (param(program, step, 0), param(program, step, 1));
             let (mean, var) = (buffer(program, step, 0), buffer(program, step, 1));
-            quote! {
-                #k::norm::batch_norm_inference(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial },
-                    #gamma, #beta, #mean, #var, #eps);
-            }
+            quote!(#k::norm::batch_norm_inference(#x, y, #shape, #gamma, #beta, #mean, #var, #eps);)
         }
         Op::Lrn {
             n: size,
@@ -656,12 +685,10 @@ fn kernel_call(
             beta,
             k: kk,
         } => {
-            let [c, h, w] = chw(&in_shape);
-            let spatial = h * w;
+            let shape = channel_shape(&in_shape);
             let (alpha, beta, kk) = (*alpha as f32, *beta as f32, *kk as f32);
             quote! {
-                #k::lrn::lrn_forward(#x, y, #k::activation::ChannelShape { n, c: #c, spatial: #spatial },
-                    #k::lrn::Lrn { size: #size, alpha: #alpha, beta: #beta, k: #kk });
+                #k::lrn::lrn_forward(#x, y, #shape, #k::lrn::Lrn { size: #size, alpha: #alpha, beta: #beta, k: #kk });
             }
         }
         Op::Add => {
@@ -828,7 +855,7 @@ fn train_call(
         Op::Dropout { p } => {
             let p = *p as f32;
             let tag = layer_tag(&step.layer);
-            quote!(#k::elementwise::dropout_forward(#x, y, #p, dropout_seed ^ #tag, 0);)
+            quote!(#k::elementwise::dropout_forward(#x, y, #p, ::kiln::runtime::rng::mix64(dropout_seed ^ #tag), 0);)
         }
         Op::Loss(l) => {
             let features = tr.map(|t| t.loss.features).unwrap_or(1);
@@ -1020,7 +1047,7 @@ fn train_call(
                 GradOp::Dropout { p, layer } => {
                     let p = *p as f32;
                     let tag = layer_tag(layer);
-                    quote!(#k::elementwise::dropout_backward(#x, y, #p, dropout_seed ^ #tag, 0);)
+                    quote!(#k::elementwise::dropout_backward(#x, y, #p, ::kiln::runtime::rng::mix64(dropout_seed ^ #tag), 0);)
                 }
                 GradOp::Slice { axis, start, len } => {
                     let d = in_shape.dims();

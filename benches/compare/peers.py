@@ -1,0 +1,250 @@
+"""The Python peers of the kiln comparison: PyTorch eager, torch.compile,
+ONNX Runtime (the torch model exported to ONNX) and JAX, on the weights,
+input and output kiln wrote for one workload.
+
+Usage: peers.py DIR WORKLOAD THREADS WARMUP RUNS (set the thread count of
+JAX's XLA through XLA_FLAGS before starting, as run.sh does). Checks every
+peer's output against kiln's (max |peer - kiln| / max(1, max |kiln|) at most
+1e-4) and prints one JSON line: for each peer, the median wall and process
+CPU seconds per call, or the error that stopped it.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+from safetensors.numpy import load_file
+
+TOLERANCE = 1e-4
+
+
+def timed(fn, warmup, runs):
+    """Median wall and process-CPU seconds of `fn()` after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(max(runs, 1)):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - t)
+    return float(np.median(wall)), float(np.median(cpu))
+
+
+def error_of(got, want):
+    got = np.asarray(got, dtype=np.float32).reshape(want.shape)
+    return float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want)))))
+
+
+# ---- PyTorch models, their parameter names those kiln saves ------------------
+
+
+def torch_models():
+    import torch
+    from torch import nn
+
+    class LeNet5(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv2d0 = nn.Conv2d(1, 6, 5)
+            self.conv2d1 = nn.Conv2d(6, 16, 5)
+            self.conv2d2 = nn.Conv2d(16, 120, 5)
+            self.linear0 = nn.Linear(120, 84)
+            self.linear1 = nn.Linear(84, 10)
+
+        def forward(self, x):
+            f = torch.nn.functional
+            x = f.max_pool2d(f.relu(self.conv2d0(x)), 2)
+            x = f.max_pool2d(f.relu(self.conv2d1(x)), 2)
+            x = f.relu(self.conv2d2(x)).flatten(1)
+            return self.linear1(f.relu(self.linear0(x)))
+
+    class Basic(nn.Module):
+        def __init__(self, cin, c, stride):
+            super().__init__()
+            self.conv2d0 = nn.Conv2d(cin, c, 3, stride, 1, bias=False)
+            self.batch_norm0 = nn.BatchNorm2d(c)
+            self.conv2d1 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
+            self.batch_norm1 = nn.BatchNorm2d(c)
+            self.project = stride != 1 or cin != c
+            if self.project:
+                self.conv2d2 = nn.Conv2d(cin, c, 1, stride, bias=False)
+                self.batch_norm2 = nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            f = torch.nn.functional
+            y = self.batch_norm1(self.conv2d1(f.relu(self.batch_norm0(self.conv2d0(x)))))
+            short = self.batch_norm2(self.conv2d2(x)) if self.project else x
+            return f.relu(y + short)
+
+    class Stage(nn.Module):
+        def __init__(self, cin, c, n, stride):
+            super().__init__()
+            for i in range(n):
+                setattr(self, f"basic{i}", Basic(cin if i == 0 else c, c, stride if i == 0 else 1))
+            self.n = n
+
+        def forward(self, x):
+            for i in range(self.n):
+                x = getattr(self, f"basic{i}")(x)
+            return x
+
+    class ResNet18(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv2d0 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            self.batch_norm0 = nn.BatchNorm2d(64)
+            self.stage0 = Stage(64, 64, 2, 1)
+            self.stage1 = Stage(64, 128, 2, 2)
+            self.stage2 = Stage(128, 256, 2, 2)
+            self.stage3 = Stage(256, 512, 2, 2)
+            self.linear0 = nn.Linear(512, 1000)
+
+        def forward(self, x):
+            f = torch.nn.functional
+            x = f.max_pool2d(f.relu(self.batch_norm0(self.conv2d0(x))), 3, 2, 1)
+            x = self.stage3(self.stage2(self.stage1(self.stage0(x))))
+            return self.linear0(x.mean((2, 3)))
+
+    return {"lenet5": LeNet5, "resnet18": ResNet18}
+
+
+def load_torch(model, weights):
+    import torch
+
+    net = torch_models()[model]()
+    state = {k: torch.from_numpy(v) for k, v in load_file(weights).items()}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise RuntimeError(f"{weights}: missing {missing}, unexpected {unexpected}")
+    return net.eval()
+
+
+# ---- JAX, the same networks as functions of the kiln parameters -------------
+
+
+def jax_forward(model, params):
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+
+    def conv(x, w, stride=1, pad=0):
+        return lax.conv_general_dilated(
+            x, w, (stride, stride), [(pad, pad), (pad, pad)],
+            dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+    def bn(x, name):
+        scale = p[name + ".weight"] / jnp.sqrt(p[name + ".running_var"] + 1e-5)
+        shift = p[name + ".bias"] - p[name + ".running_mean"] * scale
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+    def maxpool(x, k, s, pad=0):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, k, k), (1, 1, s, s),
+                                 [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+
+    relu = jax.nn.relu
+
+    def lenet(x):
+        for i in range(3):
+            x = relu(conv(x, p[f"conv2d{i}.weight"]) + p[f"conv2d{i}.bias"][None, :, None, None])
+            if i < 2:
+                x = maxpool(x, 2, 2)
+        x = x.reshape(x.shape[0], -1)
+        x = relu(x @ p["linear0.weight"].T + p["linear0.bias"])
+        return x @ p["linear1.weight"].T + p["linear1.bias"]
+
+    def basic(x, pre, stride):
+        y = relu(bn(conv(x, p[pre + "conv2d0.weight"], stride, 1), pre + "batch_norm0"))
+        y = bn(conv(y, p[pre + "conv2d1.weight"], 1, 1), pre + "batch_norm1")
+        if pre + "conv2d2.weight" in p:
+            x = bn(conv(x, p[pre + "conv2d2.weight"], stride), pre + "batch_norm2")
+        return relu(y + x)
+
+    def resnet18(x):
+        x = maxpool(relu(bn(conv(x, p["conv2d0.weight"], 2, 3), "batch_norm0")), 3, 2, 1)
+        for s, stride in enumerate([1, 2, 2, 2]):
+            x = basic(x, f"stage{s}.basic0.", stride)
+            x = basic(x, f"stage{s}.basic1.", 1)
+        return x.mean((2, 3)) @ p["linear0.weight"].T + p["linear0.bias"]
+
+    return jax.jit({"lenet5": lenet, "resnet18": resnet18}[model])
+
+
+# ---- the peers ---------------------------------------------------------------
+
+
+def run_peer(name, make, want, warmup, runs):
+    """`make()` returns a zero-argument callable giving the output."""
+    try:
+        fn = make()
+        err = error_of(fn(), want)
+        out = {"max_rel_error": err, "agrees": err <= TOLERANCE}
+        out["wall_seconds"], out["cpu_seconds"] = timed(fn, warmup, runs)
+        return out
+    except Exception as e:  # A peer that fails is reported, not fatal.
+        traceback.print_exc(file=sys.stderr)
+        return {"error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
+
+
+def main():
+    directory, workload, threads, warmup, runs = sys.argv[1:6]
+    threads, warmup, runs = int(threads), int(warmup), int(runs)
+    model = "lenet5" if workload.startswith("lenet") else "resnet18"
+    weights = os.path.join(directory, model + ".safetensors")
+    meta = json.load(open(os.path.join(directory, workload + ".json")))
+    x = np.fromfile(os.path.join(directory, workload + ".x.f32"), dtype="<f4").reshape(meta["input_shape"])
+    want = np.fromfile(os.path.join(directory, workload + ".y.f32"), dtype="<f4").reshape(meta["output_shape"])
+
+    import torch
+
+    torch.set_num_threads(threads)
+    xt = torch.from_numpy(x)
+    result = {"workload": workload, "threads": threads}
+
+    def eager():
+        net = load_torch(model, weights)
+
+        def f():
+            with torch.inference_mode():
+                return net(xt).numpy()
+        return f
+
+    def compiled():
+        net = torch.compile(load_torch(model, weights))
+
+        def f():
+            with torch.inference_mode():
+                return net(xt).numpy()
+        return f
+
+    def ort():
+        import onnxruntime as rt
+
+        net = load_torch(model, weights)
+        path = os.path.join(directory, f"{model}_b{x.shape[0]}.onnx")
+        torch.onnx.export(net, (xt,), path, input_names=["x"], output_names=["y"], dynamo=False)
+        opts = rt.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        sess = rt.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        return lambda: sess.run(None, {"x": x})[0]
+
+    def jax_peer():
+        import jax
+
+        f = jax_forward(model, load_file(weights))
+        return lambda: np.asarray(jax.block_until_ready(f(x)))
+
+    for name, make in [("torch", eager), ("ort", ort), ("jax", jax_peer), ("torch_compile", compiled)]:
+        result[name] = run_peer(name, make, want, warmup, runs)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
