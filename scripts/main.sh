@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job: until training lands, summarize every model of the zoo.
+# The main job: trains LeNet-5 (models/lenet5.yaml, compiled by network!)
+# on the real MNIST committed in data/mnist, and writes the compiled
+# model's checkpoint, metrics CSV and plots under runs/lenet_mnist/.
+# Needs only a Rust toolchain. Arguments go to the example:
+#   scripts/main.sh [EPOCHS] [TRAIN_SUBSET]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p kiln-compiler --bin kilnc
-for f in models/*.yaml; do
-  target/release/kilnc summary "$f"
-done
+cargo run --release --example lenet_mnist -- "$@"

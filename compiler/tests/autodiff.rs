@@ -146,3 +146,33 @@ outputs: [out]
         "line 5: K0301 network `NoLoss` has no loss head, so it cannot be trained; add `loss: ...`\n"
     );
 }
+
+#[test]
+fn verifier_rejects_a_gradient_op_without_its_parameter() {
+    use kiln_compiler::ir::{GradOp, NodeMeta, Op};
+    let module = kiln_compiler::frontend::parse_yaml(
+        "name: M\ninputs:\n  x: [4]\nlayers:\n  - linear: 3\noutputs: [out]\nloss: mse\n",
+    )
+    .unwrap();
+    let mut j = autodiff(&kiln_compiler::check(&module).unwrap()[0].graph).unwrap();
+    let dy = j.graph.node(j.graph.producer(j.param_grads[0].1)).inputs[1];
+    j.graph.add_node(
+        Op::Grad(GradOp::LinearData {
+            weight: "linear9.weight".into(),
+            in_features: 4,
+        }),
+        vec![dy],
+        NodeMeta {
+            name: "bogus".into(),
+            loc: kiln_compiler::ast::Loc::Synthetic,
+        },
+    );
+    let err = kiln_compiler::passes::verify(&j.graph, "test", false).unwrap_err();
+    let msgs: Vec<&str> = err.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        msgs,
+        [
+            "internal compiler error: IR invariant broken after pass `test` in graph `M`: gradient op `bogus` reads `linear9.weight`, which is no learned parameter"
+        ]
+    );
+}

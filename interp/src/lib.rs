@@ -201,6 +201,49 @@ pub fn random_params<T: Real>(graph: &Graph, seed: u64) -> Params<T> {
     out
 }
 
+/// The parameters and buffers of the toolkit's flat [`kiln_runtime::params::Params`]
+/// (what generated code owns) as the interpreter's map, in `T`.
+pub fn params_from_flat<T: Real>(flat: &kiln_runtime::params::Params) -> Params<T> {
+    let mut out = Params::new();
+    let mut take = |layout: &kiln_runtime::params::ParamLayout, data: &[f32]| {
+        for slot in layout.slots() {
+            let v = data[slot.range()]
+                .iter()
+                .map(|&x| T::from_f64(x as f64))
+                .collect();
+            out.insert(slot.name.clone(), v);
+        }
+    };
+    take(&flat.layout, &flat.values);
+    take(&flat.buffer_layout, &flat.buffers);
+    out
+}
+
+/// Writes the interpreter's map back into a flat [`kiln_runtime::params::Params`]
+/// (values and buffers, rounded to `f32`); returns the names of the flat
+/// layout's tensors that the map lacks or holds with another length.
+pub fn params_into_flat<T: Real>(
+    params: &Params<T>,
+    flat: &mut kiln_runtime::params::Params,
+) -> Vec<String> {
+    let mut missing = Vec::new();
+    let mut put = |layout: &kiln_runtime::params::ParamLayout, data: &mut [f32]| {
+        for slot in layout.slots() {
+            match params.get(&slot.name) {
+                Some(v) if v.len() == slot.len() => {
+                    for (d, x) in data[slot.range()].iter_mut().zip(v) {
+                        *d = x.to_f64() as f32;
+                    }
+                }
+                _ => missing.push(slot.name.clone()),
+            }
+        }
+    };
+    put(&flat.layout, &mut flat.values);
+    put(&flat.buffer_layout, &mut flat.buffers);
+    missing
+}
+
 /// `len` seeded values uniform in `[lo, hi)` (test inputs).
 pub fn random_tensor<T: Real>(len: usize, seed: u64, lo: f64, hi: f64) -> Vec<T> {
     let mut rng = Rng::new(seed);

@@ -29,6 +29,15 @@ pub fn run<T: Real>(
     let order = graph
         .topo_order()
         .ok_or_else(|| Error::new(&graph.name, "the graph has a cycle"))?;
+    if let Some(id) = order
+        .iter()
+        .find(|&&id| graph.shape(graph.node(id).output).is_none())
+    {
+        return Err(Error::new(
+            graph.name_of(*id),
+            "the value has no shape; run shape inference first",
+        ));
+    }
     let mut cx = Cx {
         graph,
         feed,
@@ -558,7 +567,7 @@ impl<T: Real> Cx<'_, T> {
             .targets
             .as_ref()
             .ok_or_else(|| self.err(id, "needs targets, and the feed has none"))?;
-        let bad = |e: kiln_runtime::kernels::loss::LossError| self.err(id, format!("{e:?}"));
+        let bad = |e: kiln_runtime::kernels::loss::LossError| self.err(id, e.to_string());
         let value = match (l.kind.takes_class_index(), targets) {
             (true, Targets::Classes(labels)) => {
                 if labels.len() != n {

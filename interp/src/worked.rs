@@ -12,6 +12,8 @@ pub enum WorkedTargets {
     Classes(&'static [u32]),
     /// A tensor per example, flattened over the batch.
     Values(&'static [f64]),
+    /// No targets (a network without a loss head).
+    None,
 }
 
 /// One number (or list) the notes print, with its tolerance.
@@ -44,6 +46,41 @@ pub enum Expect {
         /// The allowed absolute error.
         tol: f64,
     },
+    /// The parameters after training with plain SGD: `epochs` passes over
+    /// the examples in minibatches of `minibatch`, in order (no shuffle, so
+    /// every executor takes the same steps; `minibatch` = batch is
+    /// full-batch gradient descent).
+    Trained {
+        /// The learning rate η.
+        lr: f64,
+        /// Passes over the data.
+        epochs: usize,
+        /// Examples per step.
+        minibatch: usize,
+        /// The parameters' expected values, by name.
+        params: &'static [(&'static str, &'static [f64])],
+        /// The allowed absolute error.
+        tol: f64,
+    },
+    /// Training as in [`Expect::Trained`] brings the full-batch loss below
+    /// `factor` times its initial value.
+    LossFalls {
+        /// The learning rate η.
+        lr: f64,
+        /// Passes over the data.
+        epochs: usize,
+        /// Examples per step.
+        minibatch: usize,
+        /// The bound on final / initial loss.
+        factor: f64,
+    },
+}
+
+impl Expect {
+    /// Whether checking this needs gradients (the joint graph).
+    pub fn needs_gradients(&self) -> bool {
+        !matches!(self, Expect::Loss { .. } | Expect::Output { .. })
+    }
 }
 
 /// One worked example.
@@ -180,4 +217,108 @@ loss: mse
             tol: 5e-3,
         }],
     },
+    WorkedExample {
+        name: "perceptron_nand",
+        source: "seeds/000: \"Check that perceptron in 6 implements NAND\" (weights −2, −2, bias 3)",
+        yaml: "name: Nand
+inputs:
+  x: [2]
+layers:
+  - linear: 1
+  - step
+outputs: [out]
+",
+        params: &[("linear0.weight", &[-2.0, -2.0]), ("linear0.bias", &[3.0])],
+        batch: 4,
+        input: &[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0],
+        targets: WorkedTargets::None,
+        expect: &[Expect::Output {
+            name: "out",
+            values: &[1.0, 1.0, 1.0, 0.0],
+            tol: 0.0,
+        }],
+    },
+    WorkedExample {
+        name: "linear_regression_gd",
+        source: "seeds/000: \"Example: Regression\", C(w, b) = 1/2n Σ‖wx + b − y‖² (data y = 3x − 2)",
+        yaml: LINREG,
+        params: &[("linear0.weight", &[0.0]), ("linear0.bias", &[0.0])],
+        batch: 8,
+        input: LINREG_X,
+        targets: WorkedTargets::Values(LINREG_Y),
+        expect: &[Expect::Trained {
+            lr: 0.5,
+            epochs: 500,
+            minibatch: 8,
+            params: &[("linear0.weight", &[3.0]), ("linear0.bias", &[-2.0])],
+            tol: 1e-6,
+        }],
+    },
+    WorkedExample {
+        name: "linear_regression_sgd",
+        source: "seeds/000: \"Stochastic Gradient Descent\", minibatches of 2 (data y = 3x − 2)",
+        yaml: LINREG,
+        params: &[("linear0.weight", &[0.0]), ("linear0.bias", &[0.0])],
+        batch: 8,
+        input: LINREG_X,
+        targets: WorkedTargets::Values(LINREG_Y),
+        expect: &[Expect::Trained {
+            lr: 0.2,
+            epochs: 500,
+            minibatch: 2,
+            params: &[("linear0.weight", &[3.0]), ("linear0.bias", &[-2.0])],
+            tol: 1e-6,
+        }],
+    },
+    WorkedExample {
+        name: "two_layer_sigmoid_trains",
+        source: "seeds/004: the 2-2-2 sigmoid network, trained on 8 random examples",
+        yaml: "name: Mazur
+inputs:
+  x: [2]
+layers:
+  - linear: 2
+  - sigmoid
+  - linear: 2
+  - sigmoid
+outputs: [out]
+loss: {mse: {reduction: sum}}
+",
+        params: &[
+            ("linear0.weight", &[0.15, 0.20, 0.25, 0.30]),
+            ("linear0.bias", &[0.35, 0.35]),
+            ("linear1.weight", &[0.40, 0.45, 0.50, 0.55]),
+            ("linear1.bias", &[0.60, 0.60]),
+        ],
+        batch: 8,
+        // Arbitrary values in [0, 1), written by hand: data with no exact fit.
+        input: &[
+            0.83, 0.12, 0.47, 0.91, 0.05, 0.66, 0.38, 0.29, 0.74, 0.58, 0.21, 0.95, 0.62, 0.03,
+            0.17, 0.44,
+        ],
+        targets: WorkedTargets::Values(&[
+            0.92, 0.08, 0.35, 0.61, 0.14, 0.87, 0.49, 0.26, 0.71, 0.33, 0.06, 0.98, 0.55, 0.19,
+            0.81, 0.42,
+        ]),
+        expect: &[Expect::LossFalls {
+            lr: 0.5,
+            epochs: 200,
+            minibatch: 8,
+            factor: 0.5,
+        }],
+    },
 ];
+
+/// `y = wx + b` with the seeds' cost: MSE (½‖·‖² per example) averaged
+/// over the batch.
+const LINREG: &str = "name: LinReg
+inputs:
+  x: [1]
+layers:
+  - linear: 1
+outputs: [y]
+loss: mse
+";
+
+const LINREG_X: &[f64] = &[0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75];
+const LINREG_Y: &[f64] = &[-2.0, -1.25, -0.5, 0.25, 1.0, 1.75, 2.5, 3.25];

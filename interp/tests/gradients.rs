@@ -211,6 +211,27 @@ fn structural() {
         "mse",
         "x",
     );
+    // One value read twice by one node, and three times in all.
+    check("[3]", "{sigmoid, as: s}\n{add: [s, s, x]}", "mse", "x");
+}
+
+#[test]
+fn two_inputs() {
+    let yaml = "name: Two
+inputs:
+  x: [3]
+  y: [3]
+layers:
+  - {add: [x, y]}
+  - linear: 2
+outputs: [out]
+loss: mse
+";
+    let graph = compile(yaml).unwrap();
+    assert_eq!(
+        gradcheck(&graph, 2, 3, 12),
+        "linear0.bias, linear0.weight, x, y"
+    );
 }
 
 #[test]

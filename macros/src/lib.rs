@@ -24,15 +24,23 @@ use kiln_compiler::frontend;
 ///
 /// Two forms (see `docs/language.md`):
 ///
-/// ```ignore
+/// ```
 /// kiln::network! {
 ///     /// LeNet-5.
 ///     pub network LeNet5(x: [1, 32, 32]) -> logits: [10] {
-///         x.conv2d(6, k = 5).relu().max_pool2d(2).flatten().linear(10)
+///         x.conv2d(6, k = 5).relu().max_pool2d(2)
+///          .conv2d(16, k = 5).relu().max_pool2d(2)
+///          .conv2d(120, k = 5).relu().flatten()
+///          .linear(84).relu()
+///          .linear(10)
 ///     }
 ///     loss cross_entropy;
 /// }
-/// kiln::network!("models/lenet5.yaml");
+/// mod zoo {
+///     kiln::network!("../models/lenet5.yaml");
+/// }
+/// assert_eq!(LeNet5::TOTAL_PARAMS, 61_706);
+/// assert_eq!(zoo::LeNet5::TOTAL_MACS, LeNet5::TOTAL_MACS);
 /// ```
 ///
 /// The file form reads the path relative to the calling crate's

@@ -2,6 +2,10 @@
 //! carry their visibility, and the file form reads YAML relative to the
 //! crate's manifest.
 
+// The generated types carry fields and methods (forward, training step,
+// layout) that this test does not call; unused, they would warn.
+#![allow(dead_code)]
+
 mod from_tokens {
     kiln::network! {
         /// LeNet-5, as in the crash course.

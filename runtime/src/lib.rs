@@ -43,3 +43,5 @@ pub mod progress;
 pub mod regularize;
 #[cfg(feature = "std")]
 pub mod schedule;
+#[cfg(feature = "std")]
+pub mod train;

@@ -24,6 +24,9 @@
 //!
 //! Errors: training through `step` (no gradient) is `K0300` at the step's
 //! layer; a network without a loss head is `K0301`.
+//!
+//! With `KILN_DEBUG=autodiff` (or `all`) the joint graph is printed to
+//! stderr.
 
 mod rules;
 
@@ -274,6 +277,11 @@ fn build(forward: &Graph, with_inputs: bool) -> Result<JointGraph, Diagnostics> 
         .collect();
     saved.sort();
     let loss = graph.node(loss_node).output;
+    if let Ok(want) = std::env::var("KILN_DEBUG")
+        && want.split(',').any(|w| w == "autodiff" || w == "all")
+    {
+        eprintln!("// after autodiff\n{graph}");
+    }
     verify(&graph, "autodiff", true)?;
     Ok(JointGraph {
         graph,

@@ -21,6 +21,10 @@
 //!    output, and nothing reads its value; loss ops appear nowhere else.
 //! 10. **Shaped** (only when asked, i.e. after shape inference): every value
 //!     has a shape, and every conv/linear/batch-norm/PReLU node its parameters.
+//! 11. **Gradient ops read real parameters.** A gradient op that names a
+//!     forward parameter ([`GradOp::reads_param`](crate::ir::GradOp::reads_param))
+//!     names a learned parameter of some node, and gradient ops carry no
+//!     parameters of their own.
 //!
 //! A broken invariant is a compiler bug, never a user mistake, so the
 //! verifier reports code `K0190` and the pass that ran last.
@@ -202,6 +206,33 @@ pub fn verify(graph: &Graph, after: &str, shaped: bool) -> Result<(), Diagnostic
             );
             if needs_params && n.params.is_empty() {
                 errors.push(format!("`{}` has no parameters", graph.name_of(id)));
+            }
+        }
+    }
+
+    // 11: gradient ops and parameters.
+    let learned: HashSet<&str> = ids
+        .iter()
+        .flat_map(|&id| graph.node(id).params.iter())
+        .filter(|p| p.role.is_learned())
+        .map(|p| p.name.as_str())
+        .collect();
+    for &id in &ids {
+        let n = graph.node(id);
+        if let Op::Grad(g) = &n.op {
+            if let Some(p) = g.reads_param()
+                && !learned.contains(p)
+            {
+                errors.push(format!(
+                    "gradient op `{}` reads `{p}`, which is no learned parameter",
+                    graph.name_of(id)
+                ));
+            }
+            if !n.params.is_empty() {
+                errors.push(format!(
+                    "gradient op `{}` carries parameters",
+                    graph.name_of(id)
+                ));
             }
         }
     }

@@ -67,6 +67,9 @@ pub enum Location {
     Input(usize),
     /// The arena, at this per-example offset.
     Arena(usize),
+    /// The gradient vector, at this offset: a parameter's gradient, written
+    /// where the optimizer reads it.
+    Grad(usize),
 }
 
 /// A value used by a step: where it is and its per-example shape.
@@ -74,12 +77,15 @@ pub enum Location {
 pub struct Operand {
     /// Where it lives.
     pub at: Location,
-    /// The per-example shape.
+    /// The shape (per example when batched).
     pub shape: Shape,
+    /// Whether the value holds one tensor per example (activations and
+    /// their gradients) or one in all (the loss, parameter gradients).
+    pub batched: bool,
 }
 
 impl Operand {
-    /// The per-example element count.
+    /// The element count (per example when batched).
     pub fn len(&self) -> usize {
         self.shape.numel() as usize
     }
@@ -93,9 +99,13 @@ impl Operand {
 /// What a step computes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kernel {
-    /// The forward of an IR op, at inference.
+    /// An IR op with inference semantics (batch norm on running
+    /// statistics).
     Infer(Op),
-    /// A plain copy (an output that is an input, or an aliased output).
+    /// An IR op with training semantics (batch statistics, dropout's mask)
+    /// or a gradient op.
+    Train(Op),
+    /// A plain copy (an output that is an input).
     Copy,
 }
 
@@ -147,6 +157,34 @@ pub struct Program {
     /// Inference: the forward pass without the loss head and without
     /// train-only ops.
     pub infer: Routine,
+    /// Training, when the network has a loss head and every op on the way
+    /// to it has a gradient: the forward pass in training mode, the loss,
+    /// and the backward pass writing every parameter's gradient.
+    pub train: Option<TrainRoutine>,
+}
+
+/// The training entry point: its routine and where its results are.
+#[derive(Debug, Clone)]
+pub struct TrainRoutine {
+    /// The kernel calls and their arena.
+    pub routine: Routine,
+    /// The loss head.
+    pub loss: LossSpec,
+    /// Where the loss value is (one float, not per example).
+    pub loss_at: Location,
+    /// The first output's value, in training mode (for training accuracy).
+    pub output: Port,
+    /// Parameters the loss does not depend on (their gradient stays zero).
+    pub untouched: Vec<String>,
+}
+
+/// The loss head as the generated code needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossSpec {
+    /// The loss and its reduction.
+    pub loss: crate::ir::Loss,
+    /// Elements per example of the loss's input (classes, or features).
+    pub features: usize,
 }
 
 impl Program {
@@ -179,7 +217,8 @@ pub fn build(graph: &Graph) -> Program {
             at: Location::Input(i),
         })
         .collect();
-    let (infer, outputs) = build_inference(graph, &order, &slots);
+    let (infer, outputs) = build_routine(graph, &order, &slots, Mode::Infer, &HashMap::new());
+    let train = build_training(graph, &params, &buffers);
     Program {
         name: graph.name.clone(),
         params,
@@ -187,7 +226,63 @@ pub fn build(graph: &Graph) -> Program {
         inputs,
         outputs,
         infer,
+        train,
     }
+}
+
+/// The training routine of `graph`, if it has a loss head and autodiff
+/// succeeds (a network through `step` trains nowhere: it has inference
+/// only, and `kilnc`/the macro report autodiff's error when training is
+/// asked for).
+fn build_training(
+    graph: &Graph,
+    params: &[TensorSlot],
+    buffers: &[TensorSlot],
+) -> Option<TrainRoutine> {
+    let loss_node = graph.loss()?;
+    let joint = crate::passes::autodiff(graph).ok()?;
+    let g = &joint.graph;
+    let order = g.topo_order()?;
+    // The joint graph's forward nodes carry the same tensors by name.
+    let index = |list: &[TensorSlot], name: &str| list.iter().position(|t| t.name == name);
+    let mut slots = Slots::new();
+    for &id in &order {
+        let entry = slots.entry(id).or_default();
+        for p in &g.node(id).params {
+            if let Some(i) = index(params, &p.name) {
+                entry.0.push(i);
+            } else if let Some(i) = index(buffers, &p.name) {
+                entry.1.push(i);
+            }
+        }
+    }
+    // Parameter gradients go straight to the gradient vector.
+    let mut grads = HashMap::new();
+    for (name, v) in &joint.param_grads {
+        if let Some(p) = params.iter().find(|p| &p.name == name) {
+            grads.insert(*v, p.offset);
+        }
+    }
+    let untouched = params
+        .iter()
+        .filter(|p| joint.param_grad(&p.name).is_none())
+        .map(|p| p.name.clone())
+        .collect();
+    let loss_input = graph.node(loss_node).inputs[0];
+    let Op::Loss(loss) = graph.node(loss_node).op.clone() else {
+        unreachable!("the loss head is a loss node");
+    };
+    let features = shape_of(graph, loss_input).numel() as usize;
+    let (routine, ports, keep_at) =
+        build_routine_keeping(g, &order, &slots, Mode::Train, &grads, &[joint.loss]);
+    let output = ports.into_iter().next()?;
+    Some(TrainRoutine {
+        routine,
+        loss: LossSpec { loss, features },
+        loss_at: keep_at[0],
+        output,
+        untouched,
+    })
 }
 
 fn shape_of(graph: &Graph, v: ValueId) -> Shape {
@@ -233,10 +328,21 @@ fn layout(graph: &Graph, order: &[NodeId]) -> (Vec<TensorSlot>, Vec<TensorSlot>,
     (params, buffers, slots)
 }
 
-/// Whether inference computes nothing for this op: its output is its
-/// input's memory, reinterpreted.
-fn is_alias(op: &Op) -> bool {
-    matches!(op, Op::Flatten | Op::Reshape { .. } | Op::Dropout { .. })
+/// Which semantics a routine runs its ops with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Infer,
+    Train,
+}
+
+/// Whether a routine computes nothing for this op: its output is its
+/// input's memory, reinterpreted (dropout only at inference).
+fn is_alias(op: &Op, mode: Mode) -> bool {
+    match op {
+        Op::Flatten | Op::Reshape { .. } => true,
+        Op::Dropout { .. } => mode == Mode::Infer,
+        _ => false,
+    }
 }
 
 /// Whether the op may write its output over its first input.
@@ -252,146 +358,175 @@ struct Buf {
     last: usize,
 }
 
-fn build_inference(graph: &Graph, order: &[NodeId], slots: &Slots) -> (Routine, Vec<Port>) {
-    // Which values the inference routine computes: everything but the loss
-    // head (and what only it needs, which is nothing in a forward graph).
+/// Where a value lives while its routine is being planned.
+#[derive(Debug, Clone, Copy)]
+enum Home {
+    Input(usize),
+    Buf(usize),
+    Grad(usize),
+}
+
+/// A step before offsets are known.
+struct Pending {
+    kernel: Kernel,
+    node: NodeId,
+    inputs: Vec<ValueId>,
+    output: ValueId,
+    in_place: bool,
+    /// The buffer of a copy's output.
+    copy_buf: Option<usize>,
+}
+
+fn build_routine(
+    graph: &Graph,
+    order: &[NodeId],
+    slots: &Slots,
+    mode: Mode,
+    grads: &HashMap<ValueId, usize>,
+) -> (Routine, Vec<Port>) {
+    let (r, ports, _) = build_routine_keeping(graph, order, slots, mode, grads, &[]);
+    (r, ports)
+}
+
+/// Plans the routine running `order` (minus the loss head at inference) in
+/// `mode`. Values in `grads` are written to the gradient vector at the given
+/// offset; the graph outputs and the values in `keep` live to the end. Returns
+/// the routine, the output ports, and where each `keep` value is.
+fn build_routine_keeping(
+    graph: &Graph,
+    order: &[NodeId],
+    slots: &Slots,
+    mode: Mode,
+    grads: &HashMap<ValueId, usize>,
+    keep: &[ValueId],
+) -> (Routine, Vec<Port>, Vec<Location>) {
     let loss = graph.loss();
     let nodes: Vec<NodeId> = order
         .iter()
         .copied()
-        .filter(|&id| Some(id) != loss)
+        .filter(|&id| mode == Mode::Train || Some(id) != loss)
         .collect();
-    // Where each value lives: an input, an arena buffer, or an alias of
-    // another value.
-    #[derive(Clone, Copy)]
-    enum Home {
-        Input(usize),
-        Buf(usize),
-    }
-    let mut home: HashMap<ValueId, Home> = HashMap::new();
-    let mut bufs: Vec<Buf> = Vec::new();
-    let mut pending: Vec<(Kernel, NodeId, Vec<ValueId>, ValueId, bool)> = Vec::new();
-    // Last use of each value, in step numbers, before aliasing is resolved.
     let outputs: Vec<ValueId> = graph.outputs().iter().map(|p| p.value).collect();
+    let alias = |id: NodeId| is_alias(&graph.node(id).op, mode);
+    let root = |mut v: ValueId| loop {
+        let p = graph.producer(v);
+        if alias(p) {
+            v = graph.node(p).inputs[0];
+        } else {
+            return v;
+        }
+    };
+    // The last step that reads each root value (aliases read their root).
     let mut uses: HashMap<ValueId, usize> = HashMap::new();
-    {
-        let mut step = 0;
-        for &id in &nodes {
-            let node = graph.node(id);
-            if matches!(node.op, Op::Input { .. }) || is_alias(&node.op) {
-                continue;
-            }
-            for &v in &node.inputs {
-                uses.insert(v, step);
-            }
-            step += 1;
-        }
-    }
-    // Aliases forward their uses to the value they alias (in reverse order,
-    // so chains of aliases resolve).
-    for &id in nodes.iter().rev() {
-        let node = graph.node(id);
-        if is_alias(&node.op)
-            && let Some(&u) = uses.get(&node.output)
-        {
-            let e = uses.entry(node.inputs[0]).or_insert(u);
-            *e = (*e).max(u);
-        }
-    }
     let mut step = 0;
     for &id in &nodes {
         let node = graph.node(id);
-        match node.op {
-            Op::Input { index } => {
-                home.insert(node.output, Home::Input(index));
-                continue;
-            }
-            ref op if is_alias(op) => {
-                let h = home[&node.inputs[0]];
-                home.insert(node.output, h);
-                continue;
-            }
-            _ => {}
+        if matches!(node.op, Op::Input { .. }) || alias(id) {
+            continue;
         }
-        let size = shape_of(graph, node.output).numel() as usize;
-        // In place: an elementwise op whose first input is an arena buffer
-        // that dies here and is not an output.
+        for &v in &node.inputs {
+            uses.insert(root(v), step);
+        }
+        step += 1;
+    }
+    let lives_to_end = |v: ValueId| {
+        let r = root(v);
+        outputs.iter().chain(keep).any(|&o| root(o) == r)
+    };
+    let mut home: HashMap<ValueId, Home> = HashMap::new();
+    let mut bufs: Vec<Buf> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut step = 0;
+    for &id in &nodes {
+        let node = graph.node(id);
+        if let Op::Input { index } = node.op {
+            home.insert(node.output, Home::Input(index));
+            continue;
+        }
+        if alias(id) {
+            let h = home[&node.inputs[0]];
+            home.insert(node.output, h);
+            continue;
+        }
         let first = node.inputs.first().copied();
-        let in_place = may_run_in_place(&node.op)
+        let batched = node.op.is_batched();
+        let in_place = mode == Mode::Infer
+            && batched
+            && may_run_in_place(&node.op)
             && first.is_some_and(|x| {
-                let r = root(graph, x);
                 matches!(home.get(&x), Some(Home::Buf(_)))
-                    && uses.get(&r) == Some(&step)
-                    && !outputs.iter().any(|&o| aliases(graph, o, r))
+                    && uses.get(&root(x)) == Some(&step)
+                    && !lives_to_end(x)
             });
-        if in_place {
-            let Some(&Home::Buf(b)) = first.and_then(|x| home.get(&x)) else {
-                unreachable!("checked above");
-            };
-            home.insert(node.output, Home::Buf(b));
+        let h = if let Some(&off) = grads.get(&node.output) {
+            Home::Grad(off)
+        } else if in_place {
+            match first.and_then(|x| home.get(&x)) {
+                Some(&Home::Buf(b)) => Home::Buf(b),
+                _ => unreachable!("checked above"),
+            }
         } else {
-            home.insert(node.output, Home::Buf(bufs.len()));
             bufs.push(Buf {
-                size,
+                size: shape_of(graph, node.output).numel() as usize,
                 def: step,
                 last: step,
             });
-        }
-        pending.push((
-            Kernel::Infer(node.op.clone()),
-            id,
-            node.inputs.clone(),
-            node.output,
+            Home::Buf(bufs.len() - 1)
+        };
+        home.insert(node.output, h);
+        pending.push(Pending {
+            kernel: match mode {
+                Mode::Infer => Kernel::Infer(node.op.clone()),
+                Mode::Train => Kernel::Train(node.op.clone()),
+            },
+            node: id,
+            inputs: node.inputs.clone(),
+            output: node.output,
             in_place,
-        ));
+            copy_buf: None,
+        });
         step += 1;
     }
     // Outputs that live in a caller's input get a copy into the arena.
-    let mut out_values = Vec::new();
+    let mut port_bufs: Vec<Option<usize>> = Vec::new();
     for port in graph.outputs() {
         let v = port.value;
-        match home[&v] {
-            Home::Buf(_) => out_values.push(v),
-            Home::Input(_) => {
-                let size = shape_of(graph, v).numel() as usize;
-                bufs.push(Buf {
-                    size,
-                    def: step,
-                    last: step,
-                });
-                // A copy's output is a fresh value only the plan knows; it
-                // takes the port's place below.
-                pending.push((Kernel::Copy, graph.producer(v), vec![v], v, false));
-                out_values.push(v);
-                step += 1;
+        if let Home::Input(_) = home[&v] {
+            bufs.push(Buf {
+                size: shape_of(graph, v).numel() as usize,
+                def: step,
+                last: step,
+            });
+            let b = bufs.len() - 1;
+            pending.push(Pending {
+                kernel: Kernel::Copy,
+                node: graph.producer(v),
+                inputs: vec![v],
+                output: v,
+                in_place: false,
+                copy_buf: Some(b),
+            });
+            port_bufs.push(Some(b));
+            step += 1;
+        } else {
+            port_bufs.push(None);
+        }
+    }
+    // Live intervals: from the def to the last read of any value the buffer
+    // holds; outputs, kept values and copies to the end.
+    let end = step.saturating_sub(1);
+    for (v, h) in &home {
+        if let Home::Buf(b) = *h {
+            if let Some(&u) = uses.get(&root(*v)) {
+                bufs[b].last = bufs[b].last.max(u);
+            }
+            if lives_to_end(*v) {
+                bufs[b].last = end;
             }
         }
     }
-    // Live intervals: a buffer lives from its def to the last use of any
-    // value it holds; outputs live to the end.
-    let end = step.saturating_sub(1);
-    let copies: Vec<usize> = pending
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.0 == Kernel::Copy)
-        .map(|(i, _)| i)
-        .collect();
-    for (v, h) in &home {
-        if let Home::Buf(b) = *h
-            && let Some(&u) = uses.get(v)
-        {
-            bufs[b].last = bufs[b].last.max(u);
-        }
-    }
-    for &v in &out_values {
-        if let Home::Buf(b) = home[&v] {
-            bufs[b].last = end;
-        }
-    }
-    // Copy targets are the last buffers pushed, in port order.
-    let first_copy_buf = bufs.len() - copies.len();
-    for b in &mut bufs[first_copy_buf..] {
-        b.last = end;
+    for b in port_bufs.iter().flatten() {
+        bufs[*b].last = end;
     }
     let intervals: Vec<Interval> = bufs
         .iter()
@@ -405,91 +540,48 @@ fn build_inference(graph: &Graph, order: &[NodeId], slots: &Slots) -> (Routine, 
     let at = |v: ValueId| match home[&v] {
         Home::Input(i) => Location::Input(i),
         Home::Buf(b) => Location::Arena(memory.offsets[b]),
+        Home::Grad(off) => Location::Grad(off),
     };
-    let mut steps = Vec::with_capacity(pending.len());
-    let mut copy_k = 0;
-    let mut ports = Vec::new();
-    for (kernel, id, ins, out, in_place) in pending {
-        let inputs: Vec<Operand> = ins
-            .iter()
-            .map(|&v| Operand {
-                at: at(v),
-                shape: shape_of(graph, v),
-            })
-            .collect();
-        let output = if kernel == Kernel::Copy {
-            let b = first_copy_buf + copy_k;
-            copy_k += 1;
-            Operand {
-                at: Location::Arena(memory.offsets[b]),
-                shape: shape_of(graph, out),
+    let operand = |v: ValueId, at: Location| Operand {
+        at,
+        shape: shape_of(graph, v),
+        batched: graph.node(graph.producer(v)).op.is_batched(),
+    };
+    let steps = pending
+        .into_iter()
+        .map(|p| {
+            let inputs = p.inputs.iter().map(|&v| operand(v, at(v))).collect();
+            let out_at = match p.copy_buf {
+                Some(b) => Location::Arena(memory.offsets[b]),
+                None => at(p.output),
+            };
+            let (params, buffers) = slots.get(&p.node).cloned().unwrap_or_default();
+            let meta = graph.meta(p.node);
+            Step {
+                kernel: p.kernel,
+                layer: meta.map(|m| m.name.clone()).unwrap_or_default(),
+                loc: meta.map(|m| m.loc).unwrap_or(Loc::Synthetic),
+                inputs,
+                output: operand(p.output, out_at),
+                params,
+                buffers,
+                in_place: p.in_place,
             }
-        } else {
-            Operand {
-                at: at(out),
-                shape: shape_of(graph, out),
-            }
-        };
-        let (params, buffers) = slots.get(&id).cloned().unwrap_or_default();
-        let meta = graph.meta(id);
-        steps.push(Step {
-            kernel,
-            layer: meta.map(|m| m.name.clone()).unwrap_or_default(),
-            loc: meta.map(|m| m.loc).unwrap_or(Loc::Synthetic),
-            inputs,
-            output,
-            params,
-            buffers,
-            in_place,
-        });
-    }
-    // Output ports, in order; a copied one points at its copy.
-    let mut copy_k = 0;
-    for port in graph.outputs() {
-        let v = port.value;
-        let loc = match home[&v] {
-            Home::Buf(_) => at(v),
-            Home::Input(_) => {
-                let b = first_copy_buf + copy_k;
-                copy_k += 1;
-                Location::Arena(memory.offsets[b])
-            }
-        };
-        ports.push(Port {
+        })
+        .collect();
+    let ports = graph
+        .outputs()
+        .iter()
+        .zip(&port_bufs)
+        .map(|(port, b)| Port {
             name: port.name.clone(),
-            shape: shape_of(graph, v).0,
-            at: loc,
-        });
-    }
-    (Routine { steps, memory }, ports)
-}
-
-/// The value whose memory `v` reinterprets: `v` itself unless it is made
-/// by an alias op (flatten, reshape, inference-mode dropout).
-fn root(graph: &Graph, mut v: ValueId) -> ValueId {
-    loop {
-        let node = graph.node(graph.producer(v));
-        if is_alias(&node.op) {
-            v = node.inputs[0];
-        } else {
-            return v;
-        }
-    }
-}
-
-/// Whether value `a` is `b` or an alias chain of it (flatten, reshape,
-/// dropout).
-fn aliases(graph: &Graph, a: ValueId, b: ValueId) -> bool {
-    let mut v = a;
-    loop {
-        if v == b {
-            return true;
-        }
-        let node = graph.node(graph.producer(v));
-        if is_alias(&node.op) {
-            v = node.inputs[0];
-        } else {
-            return false;
-        }
-    }
+            shape: shape_of(graph, port.value).0,
+            at: match b {
+                Some(b) => Location::Arena(memory.offsets[*b]),
+                None => at(port.value),
+            },
+        })
+        .collect();
+    let kept = keep.iter().map(|&v| at(v)).collect();
+    (Routine { steps, memory }, ports, kept)
 }

@@ -1,0 +1,111 @@
+//! The generated training step: the seeds' worked backpropagation example,
+//! and LeNet-5 learning.
+
+use kiln::runtime::init::{Dist, Init, InitPolicy};
+use kiln::runtime::optim::Optim;
+
+kiln::network! {
+    /// The seeds' 2-2-2 sigmoid network (Mazur's backpropagation example).
+    pub network Mazur(x: [2]) -> [2] {
+        x.linear(2).sigmoid().linear(2).sigmoid()
+    }
+    loss mse(reduction = sum);
+}
+
+kiln::network!("models/lenet5.yaml");
+
+fn set(net: &mut Mazur, name: &str, v: &[f32]) {
+    net.params_mut().get_mut(name).unwrap().copy_from_slice(v);
+}
+
+#[test]
+fn the_seeds_backprop_example() {
+    let mut net = Mazur::new(&InitPolicy::new(Init::Zeros), 0, 1).unwrap();
+    set(&mut net, "linear0.weight", &[0.15, 0.20, 0.25, 0.30]);
+    set(&mut net, "linear0.bias", &[0.35, 0.35]);
+    set(&mut net, "linear1.weight", &[0.40, 0.45, 0.50, 0.55]);
+    set(&mut net, "linear1.bias", &[0.60, 0.60]);
+    let mut opt = Optim::sgd();
+    let loss = net
+        .train_step(&[0.05, 0.10], &[0.01, 0.99], &mut opt, 0.5)
+        .unwrap();
+    assert!((loss - 0.298_371_1).abs() < 1e-6, "E_total = {loss}");
+    let w = net.params().get("linear0.weight").unwrap();
+    for (got, want) in w
+        .iter()
+        .zip([0.149_780_716, 0.199_561_43, 0.249_751_14, 0.299_502_29])
+    {
+        assert!((got - want).abs() < 1e-6, "{w:?}");
+    }
+    let w5 = net.params().get("linear1.weight").unwrap()[0];
+    assert!((w5 - 0.358_916_5).abs() < 1e-6, "w5 = {w5}");
+}
+
+#[test]
+fn lenet5_loss_falls_on_a_fixed_batch() {
+    let init = InitPolicy::new(Init::He(Dist::Normal));
+    let mut net = LeNet5::new(&init, 3, 8).unwrap();
+    let x: Vec<f32> = (0..8 * LeNet5::INPUT_LEN)
+        .map(|i| ((i * 7919 + 13) % 251) as f32 / 251.0)
+        .collect();
+    let y: Vec<u32> = (0..8).map(|i| i % 10).collect();
+    let mut opt = Optim::momentum(0.9);
+    let first = net.train_step(&x, &y, &mut opt, 0.01).unwrap();
+    let mut last = first;
+    for _ in 0..60 {
+        last = net.train_step(&x, &y, &mut opt, 0.01).unwrap();
+    }
+    assert!(last < 0.2 * first, "loss {first} -> {last}");
+    // The training-mode logits now classify the batch it memorized.
+    let out = net.train_output(8).to_vec();
+    let hits = out
+        .chunks(10)
+        .zip(&y)
+        .filter(|(row, c)| {
+            let best = (0..10).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            best == **c as usize
+        })
+        .count();
+    assert!(hits >= 7, "{hits} of 8");
+    assert!(net.train_step(&x, &y[..3], &mut opt, 0.01).is_err());
+}
+
+/// The generated gradients of LeNet-5 against the interpreter's joint graph
+/// (whose every rule is checked against finite differences in f64), on the
+/// same weights and batch.
+#[test]
+fn lenet5_gradients_match_the_interpreter() {
+    use kiln_compiler::frontend;
+    use kiln_interp::{Feed, Mode, Targets, params_from_flat, run};
+    let init = InitPolicy::new(Init::Glorot(Dist::Uniform));
+    let mut net = LeNet5::new(&init, 11, 2).unwrap();
+    let x: Vec<f32> = (0..2 * LeNet5::INPUT_LEN)
+        .map(|i| ((i * 31 + 7) % 97) as f32 / 97.0 - 0.5)
+        .collect();
+    let y = [3u32, 8];
+    let loss = net.loss_and_grads(&x, &y).unwrap();
+
+    let src = include_str!("../models/lenet5.yaml");
+    let (module, diags) = frontend::yaml::parse(src);
+    assert!(!diags.has_errors());
+    let checked = kiln_compiler::check(&module).unwrap();
+    let joint = kiln_compiler::passes::autodiff(&checked[0].graph).unwrap();
+    let mut params = params_from_flat::<f64>(net.params());
+    let feed = Feed::new(2, Mode::Training { seed: 0 })
+        .input("x", x.iter().map(|&v| v as f64).collect())
+        .targets(Targets::Classes(y.to_vec()));
+    let values = run(&joint.graph, &feed, &mut params).unwrap();
+    let want_loss = values.loss.unwrap();
+    assert!((loss as f64 - want_loss).abs() < 1e-4 * want_loss.abs().max(1.0));
+    for (name, v) in &joint.param_grads {
+        let want = values.get(*v).unwrap();
+        let got = net.params().grad(name).unwrap();
+        let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs())).max(1e-3);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-4 * scale + 1e-6,
+                "{name}[{i}]: generated {g}, interpreter {w}"
+            );
+        }
+    }
+}
