@@ -11,6 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut net = LeNet5::new(&init, 1, 1)?;
     let x = vec![0.5f32; LeNet5::INPUT_LEN];
     let y = net.forward(&x)?;
-    println!("LeNet5: {} parameters, first output {}", LeNet5::PARAM_COUNT, y[0]);
+    println!(
+        "LeNet5: {} parameters, first output {}",
+        LeNet5::PARAM_COUNT,
+        y[0]
+    );
     Ok(())
 }

@@ -11,6 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut net = ResNet50::new(&init, 1, 1)?;
     let x = vec![0.5f32; ResNet50::INPUT_LEN];
     let y = net.forward(&x)?;
-    println!("ResNet50: {} parameters, first output {}", ResNet50::PARAM_COUNT, y[0]);
+    println!(
+        "ResNet50: {} parameters, first output {}",
+        ResNet50::PARAM_COUNT,
+        y[0]
+    );
     Ok(())
 }
