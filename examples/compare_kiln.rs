@@ -114,6 +114,50 @@ macro_rules! infer {
     }};
 }
 
+/// What one workload leaves for the report: its timing, where its weights
+/// are, its input and output shapes.
+type Measured = (Timing, PathBuf, Vec<usize>, Vec<usize>);
+
+/// Learning rate of the training workloads.
+const LR: f32 = 0.01;
+
+/// Builds, exports and times LeNet-5's training step at `batch`; returns
+/// the timing and the first step's loss.
+fn lenet_train(
+    dir: &Path,
+    workload: &str,
+    batch: usize,
+    warmup: usize,
+    runs: usize,
+) -> Result<(Measured, f32), String> {
+    let init = kiln::runtime::init::InitPolicy::new(kiln::runtime::init::Init::He(
+        kiln::runtime::init::Dist::Normal,
+    ));
+    let mut net = LeNet5::new(&init, 7, batch).map_err(|e| e.to_string())?;
+    let state = kiln::runtime::checkpoint::TrainState::default();
+    let weights = dir.join("lenet5_train.safetensors");
+    net.save(&weights, &state).map_err(|e| e.to_string())?;
+    let x = input(batch * LeNet5::INPUT_LEN);
+    let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
+    write_f32(&dir.join(format!("{workload}.x.f32")), &x)?;
+    let mut opt = kiln::runtime::optim::Optim::momentum(0.9);
+    let loss = net
+        .train_step(&x, &y, &mut opt, LR)
+        .map_err(|e| e.to_string())?;
+    net.save(dir.join("lenet5_train_step1.safetensors"), &state)
+        .map_err(|e| e.to_string())?;
+    let t = time(warmup, runs, || {
+        std::hint::black_box(
+            net.train_step(&x, &y, &mut opt, LR)
+                .map_err(|e| e.to_string())?,
+        );
+        Ok(())
+    })?;
+    let mut xs = vec![batch];
+    xs.extend_from_slice(&LeNet5::INPUT_SHAPE);
+    Ok(((t, weights, xs, vec![batch]), loss))
+}
+
 fn run(args: &[String]) -> Result<String, String> {
     let [dir, workload, threads, warmup, runs] = args else {
         return Err("usage: compare_kiln DIR WORKLOAD THREADS WARMUP RUNS".into());
@@ -133,21 +177,28 @@ fn run(args: &[String]) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut loss = None;
     let (t, weights, xs, ys) = match workload.as_str() {
         "lenet_infer_b1" => infer!(LeNet5, "lenet5", 1, dir, workload, warmup, runs),
         "lenet_infer_b256" => infer!(LeNet5, "lenet5", 256, dir, workload, warmup, runs),
         "resnet18_infer_b1" => infer!(ResNet18, "resnet18", 1, dir, workload, warmup, runs),
+        "lenet_train_b64" => {
+            let (m, l) = lenet_train(&dir, workload, 64, warmup, runs)?;
+            loss = Some(l);
+            m
+        }
         other => {
             return Err(format!(
-                "unknown workload `{other}` (expected lenet_infer_b1, lenet_infer_b256 or resnet18_infer_b1)"
+                "unknown workload `{other}` (expected lenet_infer_b1, lenet_infer_b256, resnet18_infer_b1 or lenet_train_b64)"
             ));
         }
     };
     Ok(format!(
-        "{{\"workload\":\"{workload}\",\"threads\":{threads},\"runs\":{runs},\"wall_seconds\":{:e},\"cpu_seconds\":{:e},\"weights\":\"{}\",\"input_shape\":{xs:?},\"output_shape\":{ys:?}}}",
+        "{{\"workload\":\"{workload}\",\"threads\":{threads},\"runs\":{runs},\"wall_seconds\":{:e},\"cpu_seconds\":{:e},\"weights\":\"{}\",\"input_shape\":{xs:?},\"output_shape\":{ys:?},\"loss\":{},\"lr\":{LR}}}",
         t.wall,
         t.cpu,
-        weights.display()
+        weights.display(),
+        loss.map_or("null".to_string(), |l| format!("{l:e}"))
     ))
 }
 

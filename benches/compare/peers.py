@@ -2,7 +2,8 @@
 ONNX Runtime (the torch model exported to ONNX) and JAX, on the weights,
 input and output kiln wrote for one workload.
 
-Usage: peers.py DIR WORKLOAD THREADS WARMUP RUNS (set the thread count of
+Training workloads check the first step's loss and updated weights instead
+of an output. Usage: peers.py DIR WORKLOAD THREADS WARMUP RUNS (set the thread count of
 JAX's XLA through XLA_FLAGS before starting, as run.sh does). Checks every
 peer's output against kiln's (max |peer - kiln| / max(1, max |kiln|) at most
 1e-4) and prints one JSON line: for each peer, the median wall and process
@@ -128,11 +129,19 @@ def load_torch(model, weights):
 
 
 def jax_forward(model, params):
+    """The jitted forward pass of `model` with `params` (numpy arrays)."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.jit(jax_forward_raw(model, {k: jnp.asarray(v) for k, v in params.items()}))
+
+
+def jax_forward_raw(model, p):
+    """The forward pass of `model` as a function of the input, closing over
+    the parameters `p` (JAX arrays or tracers)."""
     import jax
     import jax.numpy as jnp
     from jax import lax
-
-    p = {k: jnp.asarray(v) for k, v in params.items()}
 
     def conv(x, w, stride=1, pad=0):
         return lax.conv_general_dilated(
@@ -173,7 +182,7 @@ def jax_forward(model, params):
             x = basic(x, f"stage{s}.basic1.", 1)
         return x.mean((2, 3)) @ p["linear0.weight"].T + p["linear0.bias"]
 
-    return jax.jit({"lenet5": lenet, "resnet18": resnet18}[model])
+    return {"lenet5": lenet, "resnet18": resnet18}[model]
 
 
 # ---- the peers ---------------------------------------------------------------
@@ -192,12 +201,90 @@ def run_peer(name, make, want, warmup, runs):
         return {"error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
 
 
+def run_train_peers(directory, workload, threads, warmup, runs, meta):
+    """LeNet-5's training step (SGD momentum 0.9, cross-entropy, labels
+    `i % 10`) on kiln's initial weights: the first step's loss and updated
+    weights are checked against kiln's, then steps are timed."""
+    import torch
+
+    torch.set_num_threads(threads)
+    lr = meta["lr"]
+    x = np.fromfile(os.path.join(directory, workload + ".x.f32"), dtype="<f4").reshape(meta["input_shape"])
+    y = (np.arange(x.shape[0]) % 10).astype(np.int64)
+    init = load_file(os.path.join(directory, "lenet5_train.safetensors"))
+    after = load_file(os.path.join(directory, "lenet5_train_step1.safetensors"))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step_error(loss, params):
+        err = abs(float(loss) - meta["loss"]) / max(1.0, abs(meta["loss"]))
+        for k, v in after.items():
+            err = max(err, error_of(params[k], v))
+        return err
+
+    def torch_peer(compile_it):
+        def make():
+            net = load_torch("lenet5", os.path.join(directory, "lenet5_train.safetensors")).train()
+            model = torch.compile(net) if compile_it else net
+            opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = torch.nn.functional.cross_entropy(model(xt), yt)
+                loss.backward()
+                opt.step()
+                return loss.item()
+            loss = step()
+            named = {k: v.detach().numpy() for k, v in net.named_parameters()}
+            return step_error(loss, named), step
+        return make
+
+    def jax_peer():
+        import jax
+        import jax.numpy as jnp
+
+        def loss_fn(params, xb, yb):
+            logits = jax_forward_raw("lenet5", params)(xb)
+            logp = jax.nn.log_softmax(logits)
+            return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+
+        @jax.jit
+        def train(params, vel, xb, yb):
+            loss, g = jax.value_and_grad(loss_fn)(params, xb, yb)
+            vel = jax.tree_util.tree_map(lambda v, gi: 0.9 * v + gi, vel, g)
+            params = jax.tree_util.tree_map(lambda p, v: p - lr * v, params, vel)
+            return params, vel, loss
+
+        state = {"p": {k: jnp.asarray(v) for k, v in init.items()}}
+        state["v"] = jax.tree_util.tree_map(jnp.zeros_like, state["p"])
+        xb, yb = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
+
+        def step():
+            state["p"], state["v"], loss = train(state["p"], state["v"], xb, yb)
+            return float(jax.block_until_ready(loss))
+        loss = step()
+        return step_error(loss, {k: np.asarray(v) for k, v in state["p"].items()}), step
+
+    result = {"workload": workload, "threads": threads}
+    for name, make in [("torch", torch_peer(False)), ("jax", jax_peer), ("torch_compile", torch_peer(True))]:
+        try:
+            err, step = make()
+            out = {"max_rel_error": err, "agrees": err <= TOLERANCE}
+            out["wall_seconds"], out["cpu_seconds"] = timed(step, warmup, runs)
+            result[name] = out
+        except Exception as e:  # A peer that fails is reported, not fatal.
+            traceback.print_exc(file=sys.stderr)
+            result[name] = {"error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
+    print(json.dumps(result))
+
+
 def main():
     directory, workload, threads, warmup, runs = sys.argv[1:6]
     threads, warmup, runs = int(threads), int(warmup), int(runs)
     model = "lenet5" if workload.startswith("lenet") else "resnet18"
     weights = os.path.join(directory, model + ".safetensors")
     meta = json.load(open(os.path.join(directory, workload + ".json")))
+    if "train" in workload:
+        return run_train_peers(directory, workload, threads, warmup, runs, meta)
     x = np.fromfile(os.path.join(directory, workload + ".x.f32"), dtype="<f4").reshape(meta["input_shape"])
     want = np.fromfile(os.path.join(directory, workload + ".y.f32"), dtype="<f4").reshape(meta["output_shape"])
 

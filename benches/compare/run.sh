@@ -40,6 +40,7 @@ rn=$(( runs / 10 > 5 ? runs / 10 : 5 ))
 for round in $(seq 1 "$rounds"); do
     one lenet_infer_b1 lenet_infer_b1 1 "$runs"
     one lenet_infer_b256 lenet_infer_b256 1 "$runs"
+    one lenet_train_b64 lenet_train_b64 1 "$runs"
     one resnet18_infer_b1_t1 resnet18_infer_b1 1 "$rn"
     one resnet18_infer_b1_t2 resnet18_infer_b1 2 "$rn"
 done
