@@ -11,9 +11,8 @@
 //! within `1e-4` of the reference tensor's largest magnitude (at least 0.1). Each case runs
 //! with a full batch of 3 and with 2 examples in a batch-3 network (batch
 //! statistics over the examples given); `resnet20` (cross-entropy on
-//! class targets) runs whole. Dropout (and so `mlp_mnist`) is left out: the
-//! emitter seeds layer masks with `dropout_seed ^ fnv1a(layer)`, the
-//! interpreter with `mix64(seed ^ fnv1a(layer))`, so their masks differ.
+//! class targets) and `mlp_mnist` run whole. Dropout masks agree because
+//! the interpreter runs with the generated step's seed (`step_seed()`).
 
 use kiln_compiler::frontend;
 use kiln_interp::{Feed, Mode, Targets, params_from_flat, random_params, random_tensor};
@@ -70,8 +69,10 @@ fn close(what: &str, got: &[f32], want: &[f64]) {
 /// A generated network's training call: given the batch, the seed of its
 /// parameters, the input and the targets, builds it, fills it, runs
 /// `loss_and_grads`, and returns the loss, the parameters before the step,
-/// and the parameters (gradients, updated buffers) after it.
-type Runner<'a> = dyn FnMut(usize, u64, &[f32], &Targets<f32>) -> (f32, NetParams, NetParams) + 'a;
+/// the parameters (gradients, updated buffers) after it, and the step's
+/// dropout seed.
+type Runner<'a> =
+    dyn FnMut(usize, u64, &[f32], &Targets<f32>) -> (f32, NetParams, NetParams, u64) + 'a;
 
 /// Runs each of [`RUNS`] through `run` and through the interpreter on the
 /// joint graph of `graph`, and compares them.
@@ -97,10 +98,10 @@ fn check(
         } else {
             Targets::Values(random_tensor(n * out_len, seed ^ 0x7a7, -1.0, 1.0))
         };
-        let (loss, before, after) = run(batch, seed, &x, &t);
+        let (loss, before, after, step_seed) = run(batch, seed, &x, &t);
         let at = format!("{case} (batch {batch}, n {n})");
         let mut params = params_from_flat::<f64>(&before);
-        let feed = Feed::new(n, Mode::Training { seed: 0 })
+        let feed = Feed::new(n, Mode::Training { seed: step_seed })
             .input(
                 &graph.inputs()[0].name,
                 x.iter().map(|&v| v as f64).collect(),
@@ -178,7 +179,7 @@ macro_rules! tcase {
                 unreachable!("check draws the targets the case asks for")
             };
             let loss = net.loss_and_grads(x, t).unwrap();
-            (loss, before, net.params().clone())
+            (loss, before, net.params().clone(), net.step_seed())
         };
         check(stringify!($test), &$graph, $ty::INPUT_LEN, $ty::OUTPUT_LEN, $classes, $seed, &mut run);
     };
@@ -283,3 +284,11 @@ tcase!(conv_bn_relu_chain, Net, 166, {
     }
     loss mse;
 });
+tcase!(dropout, Net, 145, { network Net(x: [8]) -> out { x.linear(16).dropout(p = 0.5).linear(3) } loss mse; });
+tcase!(dropout_two_layers, Net, 146, {
+    network Net(x: [2, 4, 4]) -> out {
+        x.conv2d(3, k = 3).dropout(p = 0.3).relu().flatten().dropout(p = 0.6).linear(2)
+    }
+    loss mse;
+});
+tcase!(mlp_mnist, MlpMnist, 201, file "models/mlp_mnist.yaml");
