@@ -107,3 +107,54 @@ fn lenet5_gradients_match_the_interpreter() {
         }
     }
 }
+
+kiln::network! {
+    /// A smooth network (no kinks), so that central differences in f32 are
+    /// accurate enough to check the generated gradients directly.
+    network Smooth(x: [2, 6, 6]) -> [4] {
+        x.conv2d(3, k = 3, p = 1).tanh().avg_pool2d(2).flatten().linear(5).sigmoid().linear(4)
+    }
+    loss cross_entropy;
+}
+
+/// The generated training step's gradients against central differences of
+/// the generated loss itself, on every coordinate of every parameter.
+#[test]
+fn generated_gradients_pass_a_finite_difference_check() {
+    let init = InitPolicy::new(Init::Glorot(Dist::Uniform)).rule("*.bias", Init::Constant(0.1));
+    let mut net = Smooth::new(&init, 5, 2).unwrap();
+    let x: Vec<f32> = (0..2 * Smooth::INPUT_LEN)
+        .map(|i| ((i * 37 + 11) % 23) as f32 / 23.0 - 0.5)
+        .collect();
+    let y = [1u32, 3];
+    net.loss_and_grads(&x, &y).unwrap();
+    let grads = net.params().grads.clone();
+    let h = 1e-2f32;
+    let mut worst = (0.0f32, String::new());
+    for i in 0..grads.len() {
+        let w = net.params().values[i];
+        net.params_mut().values[i] = w + h;
+        let up = net.loss_and_grads(&x, &y).unwrap();
+        net.params_mut().values[i] = w - h;
+        let down = net.loss_and_grads(&x, &y).unwrap();
+        net.params_mut().values[i] = w;
+        let numeric = (up - down) / (2.0 * h);
+        let err = (numeric - grads[i]).abs() / numeric.abs().max(grads[i].abs()).max(1e-2);
+        if err > worst.0 {
+            let (slot, k) = net.params().layout.locate(i).unwrap();
+            worst = (
+                err,
+                format!(
+                    "{}[{k}]: numeric {numeric}, generated {}",
+                    slot.name, grads[i]
+                ),
+            );
+        }
+    }
+    assert!(
+        worst.0 < 1e-2,
+        "worst relative error {}: {}",
+        worst.0,
+        worst.1
+    );
+}
