@@ -9,18 +9,14 @@
 //! since the kernels run on that thread alone: the global pool is one
 //! thread ([`one_thread`]).
 //!
-//! On a multi-thread pool, `forward` at batch 8 allocates after warm-up in
-//! some runs (seen: 131,200 bytes on a rayon worker): the runtime's
-//! `with_scratch` (`runtime/src/kernels/gemm.rs`) grows a per-thread
-//! scratch buffer (`thread_local!` `CONV`, `buf.resize`) the first time a
-//! rayon worker runs a chunk of a convolution (`conv::forward_threaded_with`)
-//! that warm-up ran on another thread, and which worker steals which chunk
-//! is not deterministic. Training (`conv2d_backward_data`) does the same,
-//! and `with_scratch` can also allocate a private buffer when it is
-//! re-entered on a thread whose buffer is lent out. The fix belongs in the
-//! runtime and the emitter: size every worker's scratch when the network is
-//! built (e.g. with `rayon::broadcast`), from a scratch size the plan
-//! computes.
+//! On a multi-thread pool the kernels' per-thread scratch
+//! (`with_scratch` in `runtime/src/kernels/gemm.rs`) would grow the first
+//! time a worker runs a chunk that warm-up ran elsewhere; generated
+//! networks therefore size every worker's scratch at construction
+//! (`reserve_scratch`, through `rayon::broadcast`), and
+//! [`lenet5_forward_on_two_threads_does_not_allocate`] counts the heap calls
+//! of every thread while `forward` runs on a two-thread pool. Training
+//! (`conv2d_backward_data`) is checked on one thread only.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -38,6 +34,9 @@ static ARMED: AtomicBool = AtomicBool::new(false);
 /// Allocations, reallocations and frees of the measured thread.
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
+/// Whether every thread's heap calls count, not just the measured one's.
+static COUNT_ALL: AtomicBool = AtomicBool::new(false);
+
 thread_local! {
     /// Whether this thread is the one being measured.
     static MEASURING: Cell<bool> = const { Cell::new(false) };
@@ -49,28 +48,36 @@ static SERIAL: Mutex<()> = Mutex::new(());
 // SAFETY: every method forwards to `System` with the caller's arguments.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) && MEASURING.with(Cell::get) {
+        if ARMED.load(Ordering::Relaxed)
+            && (COUNT_ALL.load(Ordering::Relaxed) || MEASURING.with(Cell::get))
+        {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::Relaxed) && MEASURING.with(Cell::get) {
+        if ARMED.load(Ordering::Relaxed)
+            && (COUNT_ALL.load(Ordering::Relaxed) || MEASURING.with(Cell::get))
+        {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) && MEASURING.with(Cell::get) {
+        if ARMED.load(Ordering::Relaxed)
+            && (COUNT_ALL.load(Ordering::Relaxed) || MEASURING.with(Cell::get))
+        {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) && MEASURING.with(Cell::get) {
+        if ARMED.load(Ordering::Relaxed)
+            && (COUNT_ALL.load(Ordering::Relaxed) || MEASURING.with(Cell::get))
+        {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
@@ -162,6 +169,38 @@ fn lenet5_loss_and_grads_does_not_allocate() {
             "LeNet-5 loss_and_grads, {n} of 8 examples: {calls} heap calls"
         );
     }
+}
+
+#[test]
+fn lenet5_forward_on_two_threads_does_not_allocate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let init = kiln::runtime::init::InitPolicy::new(kiln::runtime::init::Init::He(
+            kiln::runtime::init::Dist::Normal,
+        ));
+        // Batch 64: enough work for the kernels to use both threads.
+        let batch = 64;
+        let mut net = LeNet5::new(&init, 3, batch).unwrap();
+        let x: Vec<f32> = (0..batch * LeNet5::INPUT_LEN)
+            .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+            .collect();
+        net.forward(&x).unwrap();
+        for _ in 0..5 {
+            COUNT_ALL.store(true, Ordering::SeqCst);
+            let calls = heap_calls(|| {
+                net.forward(&x).unwrap();
+            });
+            COUNT_ALL.store(false, Ordering::SeqCst);
+            assert_eq!(
+                calls, 0,
+                "LeNet-5 at batch 64 on two threads: {calls} heap calls"
+            );
+        }
+    });
 }
 
 #[test]

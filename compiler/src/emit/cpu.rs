@@ -61,6 +61,7 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
         ));
         return Err(diags);
     }
+    let scratch = scratch_sizes(program);
     let input = &program.inputs[0];
     let output = &program.outputs[0];
     let in_shape = &input.shape;
@@ -202,6 +203,15 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
             /// shape elsewhere, e.g. by a checkpoint load).
             pub fn with_params(params: ::kiln::runtime::params::Params, batch: usize) -> Self {
                 let batch = batch.max(1);
+                // Every worker's kernel scratch, sized once, so that
+                // `forward` allocates nothing whichever thread runs what.
+                {
+                    let n = batch;
+                    let kern = ::kiln::runtime::kernels::dispatch::kernels();
+                    let mut need = 0usize;
+                    #(#scratch)*
+                    ::kiln::runtime::kernels::gemm::reserve_scratch(need);
+                }
                 #name {
                     params,
                     arena: ::std::vec![0.0; #arena_len * batch],
@@ -393,6 +403,30 @@ fn emit_train(
             &self.train_arena[#out_off * b..#out_off * b + n * #out_len]
         }
     })
+}
+
+/// Per inference step with thread-local scratch (convolutions, GEMMs), the
+/// code that raises `need` to its scratch length at `n` examples.
+fn scratch_sizes(program: &Program) -> Vec<TokenStream> {
+    let k = quote!(::kiln::runtime::kernels);
+    let mut out = Vec::new();
+    for step in &program.infer.steps {
+        let (Kernel::Infer(op), Some(x)) = (&step.kernel, step.inputs.first()) else {
+            continue;
+        };
+        match op {
+            Op::Conv2d(c) => {
+                let g = conv_geometry(c, &x.shape, &step.output.shape);
+                out.push(quote!(need = need.max(#k::conv::conv2d_forward_scratch_len(kern, &#g));));
+            }
+            Op::Linear { out: o, .. } => {
+                let i = x.len();
+                out.push(quote!(need = need.max(#k::gemm::gemm_scratch_len(&#k::gemm::Gemm::new(n, #o, #i).transpose_b()));));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn span_of(loc: Loc) -> Span {

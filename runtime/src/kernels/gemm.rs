@@ -599,20 +599,46 @@ pub(crate) enum Slot {
     Weights,
 }
 
+#[cfg(feature = "std")]
+std::thread_local! {
+    static SCRATCH_PACK: std::cell::RefCell<std::vec::Vec<f32>> =
+        const { std::cell::RefCell::new(std::vec::Vec::new()) };
+    static SCRATCH_CONV: std::cell::RefCell<std::vec::Vec<f32>> =
+        const { std::cell::RefCell::new(std::vec::Vec::new()) };
+    static SCRATCH_WEIGHTS: std::cell::RefCell<std::vec::Vec<f32>> =
+        const { std::cell::RefCell::new(std::vec::Vec::new()) };
+}
+
+/// Grows every per-thread scratch buffer of the threaded kernels to at
+/// least `len` floats, on the calling thread and on every thread of the
+/// pool, so that later calls needing at most `len` allocate nothing
+/// whichever worker runs which chunk. Generated networks call it once at
+/// construction with the largest scratch any of their kernels takes.
+#[cfg(feature = "std")]
+pub fn reserve_scratch(len: usize) {
+    let grow = || {
+        for key in [&SCRATCH_PACK, &SCRATCH_CONV, &SCRATCH_WEIGHTS] {
+            key.with(|cell| {
+                if let Ok(mut buf) = cell.try_borrow_mut()
+                    && buf.len() < len
+                {
+                    buf.resize(len, 0.0);
+                }
+            });
+        }
+    };
+    grow();
+    rayon::broadcast(|_| grow());
+}
+
 /// Runs `f` with this thread's buffer `slot`, grown to at least `len`
 /// floats (its contents are unspecified).
 #[cfg(feature = "std")]
 pub(crate) fn with_scratch<R>(slot: Slot, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    use std::cell::RefCell;
-    std::thread_local! {
-        static PACK: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
-        static CONV: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
-        static WEIGHTS: RefCell<std::vec::Vec<f32>> = const { RefCell::new(std::vec::Vec::new()) };
-    }
     let key = match slot {
-        Slot::Pack => &PACK,
-        Slot::Conv => &CONV,
-        Slot::Weights => &WEIGHTS,
+        Slot::Pack => &SCRATCH_PACK,
+        Slot::Conv => &SCRATCH_CONV,
+        Slot::Weights => &SCRATCH_WEIGHTS,
     };
     let mut f = Some(f);
     let done = key.with(|cell| {
