@@ -1,43 +1,11 @@
-//! The generated training step: the seeds' worked backpropagation example,
-//! and LeNet-5 learning.
+//! The generated training step: LeNet-5 learning, and its gradients against
+//! the interpreter. (The seeds' worked backpropagation example runs with the
+//! rest of the worked examples in `gen_train_worked.rs`.)
 
 use kiln::runtime::init::{Dist, Init, InitPolicy};
 use kiln::runtime::optim::Optim;
 
-kiln::network! {
-    /// The seeds' 2-2-2 sigmoid network (Mazur's backpropagation example).
-    pub network Mazur(x: [2]) -> [2] {
-        x.linear(2).sigmoid().linear(2).sigmoid()
-    }
-    loss mse(reduction = sum);
-}
-
 kiln::network!("models/lenet5.yaml");
-
-fn set(net: &mut Mazur, name: &str, v: &[f32]) {
-    net.params_mut().get_mut(name).unwrap().copy_from_slice(v);
-}
-
-#[test]
-fn the_seeds_backprop_example() {
-    let mut net = Mazur::new(&InitPolicy::new(Init::Zeros), 0, 1).unwrap();
-    set(&mut net, "linear0.weight", &[0.15, 0.20, 0.25, 0.30]);
-    set(&mut net, "linear0.bias", &[0.35, 0.35]);
-    set(&mut net, "linear1.weight", &[0.40, 0.45, 0.50, 0.55]);
-    set(&mut net, "linear1.bias", &[0.60, 0.60]);
-    let mut opt = Optim::sgd();
-    let loss = net
-        .train_step(&[0.05, 0.10], &[0.01, 0.99], &mut opt, 0.5)
-        .unwrap();
-    assert!((loss - 0.298_371_1).abs() < 1e-6, "E_total = {loss}");
-    let w = net.params().get("linear0.weight").unwrap();
-    let want: [f64; 4] = [0.149_780_716, 0.199_561_43, 0.249_751_14, 0.299_502_29];
-    for (got, want) in w.iter().zip(want) {
-        assert!((*got as f64 - want).abs() < 1e-6, "{w:?}");
-    }
-    let w5 = net.params().get("linear1.weight").unwrap()[0];
-    assert!((w5 - 0.358_916_5).abs() < 1e-6, "w5 = {w5}");
-}
 
 #[test]
 fn lenet5_loss_falls_on_a_fixed_batch() {
