@@ -1,5 +1,6 @@
-//! The generated training step: LeNet-5 learning, and its gradients against
-//! the interpreter. (The seeds' worked backpropagation example runs with the
+//! The generated training step: LeNet-5 learning, its gradients against
+//! the interpreter, and a smooth network's gradients against central
+//! differences. (The seeds' worked backpropagation example runs with the
 //! rest of the worked examples in `gen_train_worked.rs`.)
 
 use kiln::runtime::init::{Dist, Init, InitPolicy};
