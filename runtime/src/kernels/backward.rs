@@ -15,20 +15,12 @@ use super::parallel::for_each_chunk_mut;
 use super::pool::Pool2d;
 
 /// `out[c] = Σ_{b, s} dy[b, c, s]`: the gradient of a per-channel bias
-/// (`dy` of `shape`; `out` has `shape.c` values). Examples are summed in
-/// order, each in f64.
+/// (`dy` of `shape`; `out` has `shape.c` values), summed as a convolution's
+/// bias gradient is (`conv2d_backward_bias`).
 pub fn channel_sums(dy: &[f32], shape: ChannelShape, out: &mut [f32]) {
     assert_eq!(dy.len(), shape.len(), "channel_sums: input length");
     assert_eq!(out.len(), shape.c, "channel_sums: output length");
-    let (c, s) = (shape.c, shape.spatial);
-    for_each_chunk_mut(out, 1, shape.len(), |ch, o| {
-        let mut acc = 0.0f64;
-        for b in 0..shape.n {
-            let row = &dy[(b * c + ch) * s..(b * c + ch + 1) * s];
-            acc += row.iter().map(|&v| v as f64).sum::<f64>();
-        }
-        o[0] = acc as f32;
-    });
+    super::conv::channel_sums(dy, shape.n, shape.c, shape.spatial, out, false);
 }
 
 /// Max pooling's input gradient with the argmax recomputed from `x`: each

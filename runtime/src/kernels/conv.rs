@@ -1505,7 +1505,14 @@ pub fn conv2d_backward_bias(g: &Conv2dGeometry, dy: &[f32], db: &mut [f32], accu
     channel_sums(dy, g.n, g.c_out, g.out_h() * g.out_w(), db, accumulate);
 }
 
-fn channel_sums(t: &[f32], n: usize, c: usize, plane: usize, out: &mut [f32], accumulate: bool) {
+pub(super) fn channel_sums(
+    t: &[f32],
+    n: usize,
+    c: usize,
+    plane: usize,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     if !accumulate {
         out[..c].fill(0.0);
     }
