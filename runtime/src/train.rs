@@ -218,13 +218,12 @@ pub fn fit<M: Classifier + ?Sized>(
             images_per_s: ev.images_per_s,
             seconds: test.len() as f64 / ev.images_per_s.max(1e-9),
         };
+        // The progress line already holds the training loss, accuracy and
+        // images/s; the summary adds the evaluation.
         progress.end_epoch(&format!(
-            "epoch {epoch}: loss {:.4}, train accuracy {:.2}%, test loss {:.4}, test accuracy {:.2}%, {:.0} images/s",
-            train_rec.loss,
-            100.0 * train_rec.accuracy,
+            "test loss {:.4}, test accuracy {:.2}%",
             test_rec.loss,
-            100.0 * test_rec.accuracy,
-            train_rec.images_per_s
+            100.0 * test_rec.accuracy
         ));
         if let Some(csv) = csv.as_mut() {
             csv.append(&train_rec)?;
