@@ -1,0 +1,202 @@
+//! The inference half of the CPU emitter: the kernel call of every forward
+//! op, as it runs at inference (and, for ops whose semantics do not change,
+//! in training).
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::train::train_call;
+use super::{
+    activation, buffer, channel_shape, chw, conv_geometry, param, pool_geometry, unsupported,
+};
+use crate::diag::Diagnostic;
+use crate::ir::{Op, UpsampleMode};
+use crate::plan::{Kernel, Program, Step};
+
+pub(super) fn kernel_call(
+    program: &Program,
+    step: &Step,
+    names: &[proc_macro2::Ident],
+) -> Result<TokenStream, Diagnostic> {
+    let k = quote!(::kiln::runtime::kernels);
+    let x = names.first().cloned();
+    let in_shape = step
+        .inputs
+        .first()
+        .map(|o| o.shape.clone())
+        .unwrap_or_default();
+    let out_shape = step.output.shape.clone();
+    let op = match &step.kernel {
+        Kernel::Copy => return Ok(quote!(y.copy_from_slice(#x);)),
+        Kernel::Infer(op) => op,
+        Kernel::Train(op) => {
+            if let Some(t) = train_call(program, step, names, op)? {
+                return Ok(t);
+            }
+            op
+        }
+    };
+    Ok(match op {
+        Op::Conv2d(c) => {
+            let g = conv_geometry(c, &in_shape, &out_shape);
+            let wt = param(program, step, 0);
+            let epi = if c.bias {
+                let bias = param(program, step, 1);
+                quote!(&[#k::conv::ConvEpilogue::Bias(#bias)])
+            } else {
+                quote!(&[])
+            };
+            quote!(#k::conv::conv2d_forward(kern, &#g, #x, #wt, #epi, y);)
+        }
+        Op::ConvTranspose2d(c) => {
+            let [ci, h, w] = chw(&in_shape);
+            let [co, oh, ow] = chw(&out_shape);
+            let [kh, kw] = c.kernel;
+            let [sh, sw] = c.stride;
+            let [dh, dw] = c.dilation;
+            let [ph, pw] = c.padding;
+            let [oph, opw] = c.output_padding;
+            let groups = c.groups;
+            let wt = param(program, step, 0);
+            let bias = if c.bias {
+                let b = param(program, step, 1);
+                quote!(::core::option::Option::Some(#b))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            let _ = (h, w);
+            let (pb, pr) = (ph.saturating_sub(oph), pw.saturating_sub(opw));
+            if oph > ph || opw > pw {
+                return Err(unsupported(
+                    step,
+                    "conv_transpose2d with output_padding > padding",
+                ));
+            }
+            quote! {
+                // The transposed conv is the backward-data of the conv from
+                // its output to its input.
+                let g = #k::conv::Conv2dGeometry {
+                    n, c_in: #co, h: #oh, w: #ow, c_out: #ci, kh: #kh, kw: #kw,
+                    stride: [#sh, #sw], pad: [#ph, #pw, #pb, #pr], dilation: [#dh, #dw], groups: #groups,
+                };
+                #k::conv::conv_transpose2d_forward(kern, &g, #x, #wt, #bias, y);
+            }
+        }
+        Op::Linear { out, bias, .. } => {
+            let inp = step.inputs[0].len();
+            let wt = param(program, step, 0);
+            let epi = if *bias {
+                let b = param(program, step, 1);
+                quote!(&[#k::gemm::Epilogue::BiasCol(#b)])
+            } else {
+                quote!(&[])
+            };
+            quote! {
+                let g = #k::gemm::Gemm::new(n, #out, #inp).transpose_b();
+                #k::gemm::sgemm(&g, #x, #wt, y, #epi);
+            }
+        }
+        Op::MaxPool2d(p) | Op::AvgPool2d { pool: p, .. } => {
+            if p.ceil {
+                return Err(unsupported(step, "pooling in ceil mode"));
+            }
+            let g = pool_geometry(p, &in_shape);
+            match op {
+                Op::AvgPool2d { count_pad, .. } => {
+                    quote!(#k::pool::avg_pool2d_forward(#x, y, #g, #count_pad);)
+                }
+                _ => quote!(#k::pool::max_pool2d_forward(#x, y, #g);),
+            }
+        }
+        Op::GlobalAvgPool => {
+            let [c, h, w] = chw(&in_shape);
+            let spatial = h * w;
+            quote!(#k::pool::global_avg_pool_forward(#x, y, n * #c, #spatial);)
+        }
+        Op::Upsample { scale, mode } => {
+            let [c, h, w] = chw(&in_shape);
+            let g = quote!(#k::upsample::Upsample { planes: n * #c, h: #h, w: #w, scale: #scale });
+            match mode {
+                UpsampleMode::Nearest => quote!(#k::upsample::upsample_nearest_forward(#x, y, #g);),
+                UpsampleMode::Zeros => quote!(#k::upsample::upsample_zeros_forward(#x, y, #g);),
+            }
+        }
+        Op::PixelShuffle { r } => {
+            let [_, h, w] = chw(&in_shape);
+            let [c, _, _] = chw(&out_shape);
+            quote!(#k::upsample::pixel_shuffle(#x, y, #k::upsample::PixelShuffle { n, c: #c, h: #h, w: #w, r: #r });)
+        }
+        Op::Activation(a) => {
+            let act = activation(*a);
+            if step.in_place {
+                quote!(#k::activation::activation_forward_in_place(#act, y);)
+            } else {
+                quote!(#k::activation::activation_forward(#act, #x, y);)
+            }
+        }
+        Op::Prelu { .. } => {
+            let shape = channel_shape(&in_shape);
+            let wt = param(program, step, 0);
+            quote!(#k::activation::prelu_forward(#x, y, #shape, #wt);)
+        }
+        Op::Maxout { k: group } => {
+            let shape = channel_shape(&in_shape);
+            quote!(#k::activation::maxout_forward(#x, y, #shape, #group);)
+        }
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+            let d = in_shape.dims();
+            let outer: usize = d[..*axis].iter().product();
+            let dim = d[*axis];
+            let inner: usize = d[*axis + 1..].iter().product();
+            let shape =
+                quote!(#k::softmax::AxisShape { outer: n * #outer, dim: #dim, inner: #inner });
+            if matches!(op, Op::Softmax { .. }) {
+                quote!(#k::softmax::softmax_forward(#x, y, #shape);)
+            } else {
+                quote!(#k::softmax::log_softmax_forward(#x, y, #shape);)
+            }
+        }
+        Op::BatchNorm { eps, .. } => {
+            let shape = channel_shape(&in_shape);
+            let eps = *eps as f32;
+            let (gamma, beta) = (param(program, step, 0), param(program, step, 1));
+            let (mean, var) = (buffer(program, step, 0), buffer(program, step, 1));
+            quote!(#k::norm::batch_norm_inference(#x, y, #shape, #gamma, #beta, #mean, #var, #eps);)
+        }
+        Op::Lrn {
+            n: size,
+            alpha,
+            beta,
+            k: kk,
+        } => {
+            let shape = channel_shape(&in_shape);
+            let (alpha, beta, kk) = (*alpha as f32, *beta as f32, *kk as f32);
+            quote! {
+                #k::lrn::lrn_forward(#x, y, #shape, #k::lrn::Lrn { size: #size, alpha: #alpha, beta: #beta, k: #kk });
+            }
+        }
+        Op::Add => {
+            if step.in_place {
+                let rest = &names[1..];
+                quote!(#(#k::elementwise::add_into(y, #rest);)*)
+            } else {
+                quote!(#k::elementwise::add(&[#(#names),*], y);)
+            }
+        }
+        Op::Concat { axis } => {
+            let d = out_shape.dims();
+            let outer: usize = d[..*axis].iter().product();
+            let inner: usize = d[*axis + 1..].iter().product();
+            let sizes = step.inputs.iter().map(|o| o.shape.dims()[*axis]);
+            quote!(#k::elementwise::concat(&[#(#names),*], &[#(#sizes),*], n * #outer, #inner, y);)
+        }
+        Op::Input { .. }
+        | Op::Flatten
+        | Op::Reshape { .. }
+        | Op::Dropout { .. }
+        | Op::Loss(_)
+        | Op::Grad(_) => {
+            unreachable!("plan: {} is not an inference step", op.name())
+        }
+    })
+}
