@@ -176,7 +176,7 @@ fn run(cli: Cli) -> ExitCode {
                     let kernels = kernel_counts(&n.graph);
                     match format {
                         SummaryFormat::Table => {
-                            print!("{}{}\n", n.summary.table(), kernels.line())
+                            println!("{}{}", n.summary.table(), kernels.line())
                         }
                         SummaryFormat::Json => println!(
                             "{}",
