@@ -6,10 +6,12 @@
 //! relative. Models written for 224×224 inputs run at a smaller input where
 //! their layers allow (global pooling makes the head size-independent), so
 //! the whole zoo runs in the interpreter in seconds. Each row also states
-//! the kernel counts before and after fusion.
+//! the kernel counts before and after fusion. The compiler's pass
+//! filetests (`compiler/tests/ir/`) run through every pass alone, too.
 
+use kiln_compiler::diag::Diagnostics;
 use kiln_compiler::ir::Graph;
-use kiln_compiler::passes::try_fuse_for_inference;
+use kiln_compiler::passes::{self, try_fuse_for_inference};
 use kiln_compiler::summary::{Stage, kernel_count};
 use kiln_interp::{Feed, Mode, random_params, random_tensor, run};
 
@@ -45,8 +47,14 @@ fn check(name: &str, input: Option<&str>, expect: (usize, usize)) {
         kernel_count(&fused, Stage::Inference),
     );
     assert_eq!(got, expect, "{name}: kernels (shaped, fused)");
-    let a = outputs(&shaped, 11);
-    let b = outputs(&fused, 11);
+    agree(name, &shaped, &fused);
+}
+
+/// Asserts that `before` and `after` compute the same outputs within 1e-5
+/// relative (to the output's largest magnitude, or the element's own).
+fn agree(name: &str, before: &Graph, after: &Graph) {
+    let a = outputs(before, 11);
+    let b = outputs(after, 11);
     assert_eq!(a.len(), b.len(), "{name}: output count");
     for ((port, x), (_, y)) in a.iter().zip(&b) {
         let scale = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -82,6 +90,41 @@ fn outputs(graph: &Graph, seed: u64) -> Vec<(String, Vec<f64>)> {
             )
         })
         .collect()
+}
+
+/// Every pass alone, and the whole pipeline, on each pass filetest's
+/// network.
+#[test]
+fn pass_filetests() {
+    let dir = format!("{}/../compiler/tests/ir", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("compiler/tests/ir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let all: [(&str, fn(&Graph) -> Result<Graph, Diagnostics>); 6] = [
+        ("eliminate_dead", passes::eliminate_dead),
+        ("fold_constants", passes::fold_constants),
+        ("fold_batch_norm", passes::fold_batch_norm),
+        ("fuse_epilogues", passes::fuse_epilogues),
+        ("fuse_elementwise", passes::fuse_elementwise),
+        ("fuse_for_inference", try_fuse_for_inference),
+    ];
+    for file in &files {
+        let yaml = std::fs::read_to_string(file).expect("filetest");
+        let module = kiln_compiler::frontend::parse_yaml(&yaml).expect("filetest parses");
+        let graph = kiln_compiler::check(&module)
+            .expect("filetest checks")
+            .remove(0)
+            .graph;
+        for (pass, run) in all {
+            let name = format!("{} after {pass}", file.display());
+            let after = run(&graph).unwrap_or_else(|_| panic!("{name}: the pass failed"));
+            agree(&name, &graph, &after);
+        }
+    }
 }
 
 #[test]
