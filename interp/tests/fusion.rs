@@ -92,6 +92,9 @@ fn outputs(graph: &Graph, seed: u64) -> Vec<(String, Vec<f64>)> {
         .collect()
 }
 
+/// A pass as the compiler exports it.
+type Pass = fn(&Graph) -> Result<Graph, Diagnostics>;
+
 /// Every pass alone, and the whole pipeline, on each pass filetest's
 /// network.
 #[test]
@@ -104,7 +107,7 @@ fn pass_filetests() {
         .collect();
     files.sort();
     assert!(files.len() >= 7, "{files:?}");
-    let all: [(&str, fn(&Graph) -> Result<Graph, Diagnostics>); 6] = [
+    let all: [(&str, Pass); 6] = [
         ("eliminate_dead", passes::eliminate_dead),
         ("fold_constants", passes::fold_constants),
         ("fold_batch_norm", passes::fold_batch_norm),
