@@ -106,3 +106,35 @@ fn graph_stages() {
     assert_eq!(rc, 2);
     assert!(err.contains("text only"), "{err}");
 }
+
+#[test]
+fn debug_dump_after_each_fusion_pass() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kilnc"))
+        .args([
+            "graph",
+            "tests/data/basic_block_identity.yaml",
+            "--stage",
+            "fused",
+        ])
+        .env("KILN_DEBUG", "fold_batch_norm,fuse_epilogues")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("kilnc runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dumps: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("// after "))
+        .collect();
+    assert_eq!(
+        dumps,
+        ["// after fold_batch_norm", "// after fuse_epilogues"],
+        "{stderr}"
+    );
+    // After folding, the first ReLU is still its own node; after fusing
+    // epilogues it is not.
+    let (folded, fused) = stderr
+        .split_once("// after fuse_epilogues")
+        .expect("two dumps");
+    assert!(folded.contains("basic0.relu0: relu(%1)"), "{folded}");
+    assert!(!fused.contains(": relu("), "{fused}");
+}
