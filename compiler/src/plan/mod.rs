@@ -17,6 +17,10 @@
 
 use std::collections::HashMap;
 
+mod prepare;
+
+pub use prepare::{FoldBn, PlanOptions, Prepared, Recipe, Source, StepPrepared};
+
 use crate::ast::Loc;
 use crate::ir::{Graph, NodeId, Op, ParamRole, Shape, ValueId};
 use crate::passes::plan_memory::{Interval, MemoryPlan, plan_memory};
@@ -130,6 +134,9 @@ pub struct Step {
     /// Whether the output shares the first input's memory (an elementwise
     /// op whose input dies here).
     pub in_place: bool,
+    /// The prepared tensors it reads instead of raw parameters (inference
+    /// only).
+    pub prepared: StepPrepared,
 }
 
 /// An entry point: steps in order and the arena they share.
@@ -150,6 +157,9 @@ pub struct Program {
     pub params: Vec<TensorSlot>,
     /// The non-learned tensors (running statistics), in layer order.
     pub buffers: Vec<TensorSlot>,
+    /// The tensors inference derives from parameters and buffers (folded
+    /// batch norm, packed weights), in the order they are computed.
+    pub prepared: Vec<Prepared>,
     /// The inputs.
     pub inputs: Vec<Port>,
     /// The outputs of the inference routine.
@@ -199,10 +209,18 @@ impl Program {
     }
 }
 
-/// Builds the program of a shaped, verified graph.
+/// Builds the program of a shaped, verified graph with the default
+/// [`PlanOptions`].
 ///
 /// Precondition: every value has a shape (`passes::infer_shapes` ran).
 pub fn build(graph: &Graph) -> Program {
+    build_with(graph, &PlanOptions::default())
+}
+
+/// Builds the program of a shaped, verified graph.
+///
+/// Precondition: every value has a shape (`passes::infer_shapes` ran).
+pub fn build_with(graph: &Graph, options: &PlanOptions) -> Program {
     let order = graph
         .topo_order()
         .expect("plan::build: the verifier guarantees an acyclic graph");
@@ -219,15 +237,18 @@ pub fn build(graph: &Graph) -> Program {
         .collect();
     let (infer, outputs) = build_routine(graph, &order, &slots, Mode::Infer, &HashMap::new());
     let train = build_training(graph, &params, &buffers);
-    Program {
+    let mut program = Program {
         name: graph.name.clone(),
         params,
         buffers,
+        prepared: Vec::new(),
         inputs,
         outputs,
         infer,
         train,
-    }
+    };
+    prepare::prepare(&mut program, options);
+    program
 }
 
 /// The training routine of `graph`, if it has a loss head and autodiff
@@ -567,6 +588,7 @@ fn build_routine_keeping(
                 params,
                 buffers,
                 in_place: p.in_place,
+                prepared: StepPrepared::default(),
             }
         })
         .collect();

@@ -7,7 +7,8 @@ use quote::quote;
 
 use super::train::train_call;
 use super::{
-    activation, buffer, channel_shape, chw, conv_geometry, param, pool_geometry, unsupported,
+    activation, buffer, channel_shape, chw, conv_geometry, param, pool_geometry, prepared,
+    unsupported,
 };
 use crate::diag::Diagnostic;
 use crate::ir::{Op, UpsampleMode};
@@ -39,14 +40,22 @@ pub(super) fn kernel_call(
     Ok(match op {
         Op::Conv2d(c) => {
             let g = conv_geometry(c, &in_shape, &out_shape);
-            let wt = param(program, step, 0);
             let epi = if c.bias {
                 let bias = param(program, step, 1);
                 quote!(&[#k::conv::ConvEpilogue::Bias(#bias)])
             } else {
                 quote!(&[])
             };
-            quote!(#k::conv::conv2d_forward(kern, &#g, #x, #wt, #epi, y);)
+            match step.prepared.weight {
+                Some(i) if program.is_packed(i) => {
+                    let wt = prepared(i);
+                    quote!(#k::conv::conv2d_forward_prepacked(kern, &#g, #x, #wt, #epi, y);)
+                }
+                _ => {
+                    let wt = param(program, step, 0);
+                    quote!(#k::conv::conv2d_forward(kern, &#g, #x, #wt, #epi, y);)
+                }
+            }
         }
         Op::ConvTranspose2d(c) => {
             let [ci, h, w] = chw(&in_shape);
