@@ -8,7 +8,7 @@
 //! Parameters are the learned tensors; batch norm's running statistics are
 //! buffers and not counted. Graph inputs and the loss head are not layers.
 
-use crate::ir::{Category, Graph, Op};
+use crate::ir::{Category, Graph, Node, Op};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -57,37 +57,13 @@ pub fn summarize(graph: &Graph) -> Summary {
             .iter()
             .filter(|p| p.role.is_learned())
             .fold(0u64, |acc, p| acc.saturating_add(p.numel()));
-        let numel = |v| graph.shape(v).map(|s| s.numel()).unwrap_or(0);
         let macs = match &node.op {
-            Op::Conv2d(c) => {
-                let cin = node
-                    .inputs
-                    .first()
-                    .and_then(|&v| graph.shape(v))
-                    .map(|s| s.0[0])
-                    .unwrap_or(0);
-                numel(node.output)
-                    .saturating_mul((cin / c.groups) as u64)
-                    .saturating_mul((c.kernel[0] * c.kernel[1]) as u64)
-            }
-            Op::ConvTranspose2d(c) => node
-                .inputs
-                .first()
-                .map(|&v| numel(v))
-                .unwrap_or(0)
-                .saturating_mul((c.out / c.groups) as u64)
-                .saturating_mul((c.kernel[0] * c.kernel[1]) as u64),
-            Op::Linear { out, .. } => node
-                .inputs
-                .first()
-                .map(|&v| numel(v))
-                .unwrap_or(0)
-                .saturating_mul(*out as u64),
-            _ => 0,
+            Op::Fused(f) => f.anchor_op().map_or(0, |a| macs(graph, node, &a)),
+            op => macs(graph, node, op),
         };
         layers.push(LayerSummary {
             name: graph.name_of(id).to_string(),
-            op: node.op.name().to_string(),
+            op: node.op.label(),
             output_shape,
             params,
             macs,
@@ -100,6 +76,39 @@ pub fn summarize(graph: &Graph) -> Summary {
         total_params,
         total_macs,
         layers,
+    }
+}
+
+/// The multiply-adds per example of `node` computing `op` (the node's own
+/// op, or a fused kernel's anchor).
+fn macs(graph: &Graph, node: &Node, op: &Op) -> u64 {
+    let numel = |v| graph.shape(v).map(|s| s.numel()).unwrap_or(0);
+    match op {
+        Op::Conv2d(c) => {
+            let cin = node
+                .inputs
+                .first()
+                .and_then(|&v| graph.shape(v))
+                .map(|s| s.0[0])
+                .unwrap_or(0);
+            numel(node.output)
+                .saturating_mul((cin / c.groups) as u64)
+                .saturating_mul((c.kernel[0] * c.kernel[1]) as u64)
+        }
+        Op::ConvTranspose2d(c) => node
+            .inputs
+            .first()
+            .map(|&v| numel(v))
+            .unwrap_or(0)
+            .saturating_mul((c.out / c.groups) as u64)
+            .saturating_mul((c.kernel[0] * c.kernel[1]) as u64),
+        Op::Linear { out, .. } => node
+            .inputs
+            .first()
+            .map(|&v| numel(v))
+            .unwrap_or(0)
+            .saturating_mul(*out as u64),
+        _ => 0,
     }
 }
 

@@ -3,8 +3,8 @@
 
 use crate::{Error, Feed, Mode, Params, Targets, Values, dropout_seed};
 use kiln_compiler::ir::{
-    self, Activation, Conv2d, ConvTranspose2d, GradOp, Graph, LossKind, NodeId, Op, Shape,
-    UpsampleMode,
+    self, Activation, Anchor, Conv2d, ConvTranspose2d, Epilogue, Fused, GradOp, Graph, LossKind,
+    NodeId, Op, Shape, UpsampleMode,
 };
 use kiln_runtime::activation::Activation as RtAct;
 use kiln_runtime::kernels::activation::ChannelShape;
@@ -306,16 +306,7 @@ impl<T: Real> Cx<'_, T> {
                 }
                 Ok(data.clone())
             }
-            Op::Conv2d(c) => {
-                let g = conv_geometry(c, n, &self.in_shape(id, 0));
-                let w = self.param_of(id, 0)?;
-                let b = if c.bias {
-                    Some(self.param_of(id, 1)?)
-                } else {
-                    None
-                };
-                Ok(rf::conv::conv2d_forward(&g, self.input(id, 0)?, w, b))
-            }
+            Op::Conv2d(c) => self.conv2d(id, c),
             Op::ConvTranspose2d(c) => {
                 let g = conv_t_geometry(c, n, &self.in_shape(id, 0), &self.out_shape(id));
                 self.check_conv_t(id, &g)?;
@@ -332,20 +323,7 @@ impl<T: Real> Cx<'_, T> {
                     b,
                 ))
             }
-            Op::Linear { out, bias, .. } => {
-                let i = self.in_shape(id, 0).numel() as usize;
-                let w = self.param_of(id, 0)?;
-                // y = x · Wᵀ: [n × in] · [in × out].
-                let mut y =
-                    rf::gemm::matmul(&Gemm::new(n, *out, i).transpose_b(), self.input(id, 0)?, w);
-                if *bias {
-                    let b = self.param_of(id, 1)?;
-                    for (k, v) in y.iter_mut().enumerate() {
-                        *v += b[k % out];
-                    }
-                }
-                Ok(y)
-            }
+            Op::Linear { out, bias, .. } => self.linear(id, *out, *bias),
             Op::Flatten | Op::Reshape { .. } => Ok(self.input(id, 0)?.to_vec()),
             Op::MaxPool2d(p) => {
                 let g = pool_geometry(p, n, &self.in_shape(id, 0));
@@ -481,7 +459,98 @@ impl<T: Real> Cx<'_, T> {
                 Ok(vec![value])
             }
             Op::Grad(g) => self.grad(id, g),
+            Op::Fused(f) => self.fused(id, f),
         }
+    }
+
+    /// A convolution on input 0 with the node's first parameters.
+    fn conv2d(&self, id: NodeId, c: &Conv2d) -> Result<Vec<T>, Error> {
+        let g = conv_geometry(c, self.feed.batch, &self.in_shape(id, 0));
+        let w = self.param_of(id, 0)?;
+        let b = if c.bias {
+            Some(self.param_of(id, 1)?)
+        } else {
+            None
+        };
+        Ok(rf::conv::conv2d_forward(&g, self.input(id, 0)?, w, b))
+    }
+
+    /// A linear layer on input 0 with the node's first parameters.
+    fn linear(&self, id: NodeId, out: usize, bias: bool) -> Result<Vec<T>, Error> {
+        let n = self.feed.batch;
+        let i = self.in_shape(id, 0).numel() as usize;
+        let w = self.param_of(id, 0)?;
+        // y = x · Wᵀ: [n × in] · [in × out].
+        let mut y = rf::gemm::matmul(&Gemm::new(n, out, i).transpose_b(), self.input(id, 0)?, w);
+        if bias {
+            let b = self.param_of(id, 1)?;
+            for (k, v) in y.iter_mut().enumerate() {
+                *v += b[k % out];
+            }
+        }
+        Ok(y)
+    }
+
+    /// A fused kernel, composed from the references: the anchor, then the
+    /// batch norm on its running statistics, then each epilogue step.
+    fn fused(&self, id: NodeId, f: &Fused) -> Result<Vec<T>, Error> {
+        if let Mode::Training { .. } = self.feed.mode {
+            return Err(self.err(
+                id,
+                "a fused kernel is inference-only; train the unfused graph",
+            ));
+        }
+        let mut v = match &f.anchor {
+            Anchor::Conv2d(c) => self.conv2d(id, c)?,
+            Anchor::Linear { out, bias } => self.linear(id, *out, *bias)?,
+            Anchor::Identity => self.input(id, 0)?.to_vec(),
+        };
+        if let Some(bn) = &f.folded_bn {
+            let k = f.anchor_params();
+            let g = ncs(self.feed.batch, &self.out_shape(id));
+            let mut y = vec![T::ZERO; v.len()];
+            rf::norm::batch_norm_inference(
+                &v,
+                &mut y,
+                g,
+                self.param_of(id, k)?,
+                self.param_of(id, k + 1)?,
+                self.param_of(id, k + 2)?,
+                self.param_of(id, k + 3)?,
+                bn.eps,
+            );
+            v = y;
+        }
+        let mut extra = 1;
+        for e in &f.epilogue {
+            match e {
+                Epilogue::Activation(a) => {
+                    let mut y = vec![T::ZERO; v.len()];
+                    rf::activation::activation_forward(to_rt_act(*a), &v, &mut y);
+                    v = y;
+                }
+                Epilogue::Add => {
+                    let r = self.input(id, extra)?;
+                    if r.len() != v.len() {
+                        return Err(self.err(
+                            id,
+                            format!("input {extra} has {} values, expected {}", r.len(), v.len()),
+                        ));
+                    }
+                    let mut y = vec![T::ZERO; v.len()];
+                    rf::elementwise::add(&[&v, r], &mut y);
+                    v = y;
+                    extra += 1;
+                }
+                Epilogue::Scale(s) => {
+                    let s = T::from_f64(*s);
+                    for x in &mut v {
+                        *x = *x * s;
+                    }
+                }
+            }
+        }
+        Ok(v)
     }
 
     fn check_conv_t(&self, id: NodeId, g: &Conv2dGeometry) -> Result<(), Error> {

@@ -21,8 +21,8 @@ mod op;
 
 pub use grad::GradOp;
 pub use op::{
-    Activation, Arity, Category, Conv2d, ConvTranspose2d, Loss, LossKind, Op, Padding, Pool2d,
-    Reduction, UpsampleMode,
+    Activation, Anchor, Arity, Category, Conv2d, ConvTranspose2d, Epilogue, FoldedBn, Fused, Loss,
+    LossKind, Op, Padding, Pool2d, Reduction, UpsampleMode,
 };
 
 use crate::ast;
@@ -450,7 +450,7 @@ impl Graph {
                 "  n{} [label=\"{}\\n{} {}\"];\n",
                 id.0,
                 escape(self.name_of(id)),
-                n.op.name(),
+                n.op.label(),
                 shape
             );
         }
@@ -487,7 +487,7 @@ impl fmt::Display for Graph {
                 n.output,
                 shape,
                 self.name_of(id),
-                n.op.name(),
+                n.op.label(),
                 ins.join(", ")
             )?;
             let attrs = n.op.attrs();

@@ -199,6 +199,7 @@ pub(super) fn kernel_call(
             let sizes = step.inputs.iter().map(|o| o.shape.dims()[*axis]);
             quote!(#k::elementwise::concat(&[#(#names),*], &[#(#sizes),*], n * #outer, #inner, y);)
         }
+        Op::Fused(_) => return Err(unsupported(step, "a fused op")),
         Op::Input { .. }
         | Op::Flatten
         | Op::Reshape { .. }

@@ -263,6 +263,16 @@ pub(super) fn backward(
                 }
             }
         }
+        Op::Fused(_) => {
+            return Err(Diagnostic::error(
+                codes::INTERNAL,
+                b.graph.loc_of(id),
+                format!(
+                    "autodiff: `{}` is a fused inference kernel; autodiff runs on the unfused graph",
+                    b.graph.name_of(id)
+                ),
+            ));
+        }
         Op::Input { .. } | Op::Loss(_) | Op::Grad(_) => {
             return Err(Diagnostic::error(
                 codes::INTERNAL,
