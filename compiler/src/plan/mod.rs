@@ -368,7 +368,12 @@ fn is_alias(op: &Op, mode: Mode) -> bool {
 
 /// Whether the op may write its output over its first input.
 fn may_run_in_place(op: &Op) -> bool {
-    matches!(op, Op::Activation(_) | Op::Add)
+    match op {
+        Op::Activation(_) | Op::Add => true,
+        // An elementwise chain without a batch norm before it.
+        Op::Fused(f) => f.anchor == crate::ir::Anchor::Identity && f.folded_bn.is_none(),
+        _ => false,
+    }
 }
 
 /// A buffer of the arena being planned: its size and live interval.

@@ -133,16 +133,57 @@ pub(super) fn prepare(program: &mut Program, options: &PlanOptions) {
     let mut prepared = Vec::new();
     let mut steps = std::mem::take(&mut program.infer.steps);
     for step in &mut steps {
-        if let Kernel::Infer(Op::Conv2d(c)) = &step.kernel
-            && options.prepack
-            && worth_prepacking(step)
-        {
-            let weight = step.params[0];
+        let Kernel::Infer(op) = &step.kernel else {
+            continue;
+        };
+        let (conv, folded, has_bias) = match op {
+            Op::Conv2d(c) => (Some(c.clone()), None, c.bias),
+            Op::Fused(f) => match &f.anchor {
+                ir::Anchor::Conv2d(c) => (Some(c.clone()), f.folded_bn.clone(), c.bias),
+                ir::Anchor::Linear { bias, .. } => (None, f.folded_bn.clone(), *bias),
+                ir::Anchor::Identity => continue,
+            },
+            _ => continue,
+        };
+        let pack = options.prepack && conv.is_some() && worth_prepacking(step);
+        let weight = step.params[0];
+        let mut source = Source::Param(weight);
+        if let Some(fb) = folded {
+            // Learned: weight, bias (if any), γ, β; buffers: mean, variance.
+            let bn = FoldBn {
+                gamma: step.params[1 + usize::from(has_bias)],
+                beta: step.params[2 + usize::from(has_bias)],
+                mean: step.buffers[0],
+                var: step.buffers[1],
+                eps: fb.eps,
+            };
+            let bias = has_bias.then(|| step.params[1]);
+            let base = &program.params[weight].name;
             prepared.push(Prepared {
-                name: format!("{}:packed", program.params[weight].name),
+                name: format!("{base}+{}", fb.layer),
+                recipe: Recipe::FoldWeight { weight, bn },
+                transient: pack,
+            });
+            source = Source::Prepared(prepared.len() - 1);
+            step.prepared.weight = Some(prepared.len() - 1);
+            let bias_name = match bias {
+                Some(b) => program.params[b].name.clone(),
+                None => format!("{base}:bias"),
+            };
+            prepared.push(Prepared {
+                name: format!("{bias_name}+{}", fb.layer),
+                recipe: Recipe::FoldBias { bias, bn },
+                transient: false,
+            });
+            step.prepared.bias = Some(prepared.len() - 1);
+        }
+        if let (true, Some(conv)) = (pack, conv) {
+            let base = &program.params[weight].name;
+            prepared.push(Prepared {
+                name: format!("{base}:packed"),
                 recipe: Recipe::PackConv {
-                    weight: Source::Param(weight),
-                    conv: c.clone(),
+                    weight: source,
+                    conv,
                     input: step.inputs[0].shape.clone(),
                     output: step.output.shape.clone(),
                 },

@@ -378,12 +378,16 @@ fn scratch_sizes(program: &Program) -> Vec<TokenStream> {
         let (Kernel::Infer(op), Some(x)) = (&step.kernel, step.inputs.first()) else {
             continue;
         };
-        match op {
-            Op::Conv2d(c) => {
+        let anchor = match op {
+            Op::Fused(f) => f.anchor_op(),
+            other => Some(other.clone()),
+        };
+        match &anchor {
+            Some(Op::Conv2d(c)) => {
                 let g = conv_geometry(c, &x.shape, &step.output.shape);
                 out.push(quote!(need = need.max(#k::conv::conv2d_forward_scratch_len(kern, &#g));));
             }
-            Op::Linear { out: o, .. } => {
+            Some(Op::Linear { out: o, .. }) => {
                 let i = x.len();
                 out.push(quote!(need = need.max(#k::gemm::gemm_scratch_len(&#k::gemm::Gemm::new(n, #o, #i).transpose_b()));));
             }
