@@ -54,7 +54,7 @@ pub fn check(module: &ast::Module) -> Result<Vec<CheckedNetwork>, Diagnostics> {
 }
 
 /// Prints `graph` to stderr if `KILN_DEBUG` names `pass` (or is `all`).
-fn debug_dump(graph: &Graph, pass: &str) {
+pub(crate) fn debug_dump(graph: &Graph, pass: &str) {
     if let Ok(want) = std::env::var("KILN_DEBUG")
         && want.split(',').any(|w| w == pass || w == "all")
     {

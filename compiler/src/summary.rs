@@ -79,6 +79,36 @@ pub fn summarize(graph: &Graph) -> Summary {
     }
 }
 
+/// Whether a kernel count is of an inference graph or of a training (joint)
+/// graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Prediction: the loss head and dropout (the identity) run no kernel.
+    Inference,
+    /// A training step: the loss and dropout are kernels too.
+    Training,
+}
+
+/// The number of kernels `graph` runs: its compute nodes. Graph inputs and
+/// the relabellings flatten and reshape (aliases of their input's memory)
+/// are not kernels; at [`Stage::Inference`] neither are the loss head nor
+/// dropout.
+pub fn kernel_count(graph: &Graph, stage: Stage) -> usize {
+    graph
+        .node_ids()
+        .into_iter()
+        .filter(|&id| {
+            let op = &graph.node(id).op;
+            match (op, stage) {
+                (Op::Input { .. } | Op::Flatten | Op::Reshape { .. }, _) => false,
+                (Op::Loss(_), Stage::Inference) => false,
+                (_, Stage::Inference) => !op.is_inference_alias(),
+                (_, Stage::Training) => true,
+            }
+        })
+        .count()
+}
+
 /// The multiply-adds per example of `node` computing `op` (the node's own
 /// op, or a fused kernel's anchor).
 fn macs(graph: &Graph, node: &Node, op: &Op) -> u64 {

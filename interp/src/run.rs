@@ -325,6 +325,7 @@ impl<T: Real> Cx<'_, T> {
             }
             Op::Linear { out, bias, .. } => self.linear(id, *out, *bias),
             Op::Flatten | Op::Reshape { .. } => Ok(self.input(id, 0)?.to_vec()),
+            Op::MaxPool2d(p) if p.ceil => self.max_pool_ceil(id, p),
             Op::MaxPool2d(p) => {
                 let g = pool_geometry(p, n, &self.in_shape(id, 0));
                 let mut y = vec![T::ZERO; g.output_len()];
@@ -461,6 +462,45 @@ impl<T: Real> Cx<'_, T> {
             Op::Grad(g) => self.grad(id, g),
             Op::Fused(f) => self.fused(id, f),
         }
+    }
+
+    /// Max pooling in ceil mode: the input padded explicitly with −∞ up to
+    /// the extent the last (partial) window reaches, then pooled without
+    /// padding, so the references need no ceil mode of their own.
+    fn max_pool_ceil(&self, id: NodeId, p: &ir::Pool2d) -> Result<Vec<T>, Error> {
+        let [c, h, w] = chw(&self.in_shape(id, 0));
+        let [_, oh, ow] = chw(&self.out_shape(id));
+        let (hp, wp) = (
+            (oh - 1) * p.stride[0] + p.kernel[0],
+            (ow - 1) * p.stride[1] + p.kernel[1],
+        );
+        let [ph, pw] = p.padding;
+        let x = self.input(id, 0)?;
+        let planes = self.feed.batch * c;
+        let mut padded = vec![T::from_f64(f64::NEG_INFINITY); planes * hp * wp];
+        for plane in 0..planes {
+            for i in 0..h.min(hp.saturating_sub(ph)) {
+                for j in 0..w.min(wp.saturating_sub(pw)) {
+                    padded[(plane * hp + i + ph) * wp + j + pw] = x[(plane * h + i) * w + j];
+                }
+            }
+        }
+        let g = RtPool {
+            n: self.feed.batch,
+            c,
+            h: hp,
+            w: wp,
+            kh: p.kernel[0],
+            kw: p.kernel[1],
+            sh: p.stride[0],
+            sw: p.stride[1],
+            ph: 0,
+            pw: 0,
+        };
+        let mut y = vec![T::ZERO; g.output_len()];
+        let mut arg = vec![0u32; g.output_len()];
+        rf::pool::max_pool2d_forward(&padded, &mut y, &mut arg, g);
+        Ok(y)
     }
 
     /// A convolution on input 0 with the node's first parameters.
