@@ -235,7 +235,19 @@ pub fn build_with(graph: &Graph, options: &PlanOptions) -> Program {
             at: Location::Input(i),
         })
         .collect();
-    let (infer, outputs) = build_routine(graph, &order, &slots, Mode::Infer, &HashMap::new());
+    // Inference runs on the fused graph, whose nodes carry the same
+    // tensors by name; training keeps the unfused one, which autodiff
+    // needs.
+    let (infer, outputs) = if options.fuse {
+        let fused = crate::passes::fuse_for_inference(graph);
+        let order = fused
+            .topo_order()
+            .expect("plan::build: fusion keeps the graph acyclic");
+        let slots = slots_by_name(&fused, &order, &params, &buffers);
+        build_routine(&fused, &order, &slots, Mode::Infer, &HashMap::new())
+    } else {
+        build_routine(graph, &order, &slots, Mode::Infer, &HashMap::new())
+    };
     let train = build_training(graph, &params, &buffers);
     let mut program = Program {
         name: graph.name.clone(),
@@ -265,18 +277,7 @@ fn build_training(
     let g = &joint.graph;
     let order = g.topo_order()?;
     // The joint graph's forward nodes carry the same tensors by name.
-    let index = |list: &[TensorSlot], name: &str| list.iter().position(|t| t.name == name);
-    let mut slots = Slots::new();
-    for &id in &order {
-        let entry = slots.entry(id).or_default();
-        for p in &g.node(id).params {
-            if let Some(i) = index(params, &p.name) {
-                entry.0.push(i);
-            } else if let Some(i) = index(buffers, &p.name) {
-                entry.1.push(i);
-            }
-        }
-    }
+    let slots = slots_by_name(g, &order, params, buffers);
     // Parameter gradients go straight to the gradient vector.
     let mut grads = HashMap::new();
     for (name, v) in &joint.param_grads {
@@ -304,6 +305,29 @@ fn build_training(
         output,
         untouched,
     })
+}
+
+/// The slots of `graph`'s nodes in a layout made from another graph that
+/// carries the same tensors by name (the joint graph, the fused graph).
+fn slots_by_name(
+    graph: &Graph,
+    order: &[NodeId],
+    params: &[TensorSlot],
+    buffers: &[TensorSlot],
+) -> Slots {
+    let index = |list: &[TensorSlot], name: &str| list.iter().position(|t| t.name == name);
+    let mut slots = Slots::new();
+    for &id in order {
+        let entry = slots.entry(id).or_default();
+        for p in &graph.node(id).params {
+            if let Some(i) = index(params, &p.name) {
+                entry.0.push(i);
+            } else if let Some(i) = index(buffers, &p.name) {
+                entry.1.push(i);
+            }
+        }
+    }
+    slots
 }
 
 fn shape_of(graph: &Graph, v: ValueId) -> Shape {

@@ -57,7 +57,11 @@ pub fn apply_epilogue_in_place(y: &mut [f32], steps: &[ElementStep<'_>]) {
 fn check(len: usize, steps: &[ElementStep<'_>]) {
     for (i, s) in steps.iter().enumerate() {
         if let ElementStep::Add(r) = s {
-            assert_eq!(r.len(), len, "apply_epilogue: step {i} adds a tensor of another length");
+            assert_eq!(
+                r.len(),
+                len,
+                "apply_epilogue: step {i} adds a tensor of another length"
+            );
         }
     }
 }
@@ -122,8 +126,12 @@ mod tests {
     fn chains_equal_their_single_ops() {
         // Longer than one chunk, with a partial last chunk.
         let n = ELEMENT_CHUNK + 37;
-        let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 2001) as f32 / 500.0 - 2.0).collect();
-        let r: Vec<f32> = (0..n).map(|i| ((i * 104_729) % 997) as f32 / 300.0 - 1.5).collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 2001) as f32 / 500.0 - 2.0)
+            .collect();
+        let r: Vec<f32> = (0..n)
+            .map(|i| ((i * 104_729) % 997) as f32 / 300.0 - 1.5)
+            .collect();
         check(&x, &[]);
         check(&x, &[ElementStep::Activation(Activation::Relu)]);
         check(

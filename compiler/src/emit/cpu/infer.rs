@@ -224,13 +224,13 @@ fn fused_call(
 ) -> TokenStream {
     let k = quote!(::kiln::runtime::kernels);
     let x = &names[0];
-    // The bias: the folded one, else the anchor's own.
+    // The anchor's weight and bias: prepared (folded, packed) or its own.
     let bias = match step.prepared.bias {
         Some(i) => Some(prepared(i)),
         None if f.anchor_params() == 2 => Some(param(program, step, 1)),
         None => None,
     };
-    let weight = match step.prepared.weight {
+    let weight = || match step.prepared.weight {
         Some(i) => prepared(i),
         None => param(program, step, 0),
     };
@@ -257,6 +257,7 @@ fn fused_call(
                 });
             }
             let g = conv_geometry(c, in_shape, out_shape);
+            let weight = weight();
             match step.prepared.weight {
                 Some(i) if program.is_packed(i) => {
                     quote!(#k::conv::conv2d_forward_prepacked(kern, &#g, #x, #weight, &[#(#steps),*], y);)
@@ -285,6 +286,7 @@ fn fused_call(
                 });
             }
             let inp = step.inputs[0].len();
+            let weight = weight();
             quote! {
                 let g = #k::gemm::Gemm::new(n, #out, #inp).transpose_b();
                 #k::gemm::sgemm(&g, #x, #weight, y, &[#(#steps),*]);
