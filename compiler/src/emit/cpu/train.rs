@@ -70,6 +70,7 @@ pub(super) fn emit_train(
                 self.train_arena.resize(#arena_len * b, 0.0);
             }
             self.train_steps += 1;
+            self.prepared_stale = true;
             let dropout_seed = self.step_seed();
             let kern = ::kiln::runtime::kernels::dispatch::kernels();
             let ::kiln::runtime::params::Params { values, grads, buffers, .. } = &mut self.params;
@@ -101,6 +102,7 @@ pub(super) fn emit_train(
         ) -> ::core::result::Result<f32, ::kiln::runtime::params::ToolkitError> {
             let loss = self.loss_and_grads(x, target)?;
             opt.step(&mut self.params, lr)?;
+            self.prepared_stale = true;
             ::core::result::Result::Ok(loss)
         }
 
