@@ -413,7 +413,13 @@ fn sgemm_threaded(
     } else {
         1
     };
-    let rows_per = round_up(g.m.div_ceil(2 * threads).max(1), kern.mr).min(g.m);
+    // One thread takes all rows at once: every row block packs the whole of
+    // B again, so splitting without a second thread only repeats work.
+    let rows_per = if threads == 1 {
+        g.m
+    } else {
+        round_up(g.m.div_ceil(2 * threads).max(1), kern.mr).min(g.m)
+    };
     let chunk = rows_per * g.ldc;
     for_each_chunk_mut(c, chunk, work, |idx, c_rows| {
         let row0 = idx * rows_per;
