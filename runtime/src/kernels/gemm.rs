@@ -471,6 +471,15 @@ pub fn packed_a_len(kern: &Kernels, g: &Gemm) -> usize {
     round_up(g.m, kern.mr) * g.k
 }
 
+/// Where [`pack_a`] puts element `(i, p)` of `α·op(A)` (row `i < m`, depth
+/// `p < k`) for variant `kern`, so that a caller can write a matrix that is
+/// never stored (Winograd's transformed weights) straight into packed form.
+pub fn packed_a_index(kern: &Kernels, g: &Gemm, i: usize, p: usize) -> usize {
+    let pc = p / kern.kc * kern.kc;
+    let kb = (g.k - pc).min(kern.kc);
+    pc * round_up(g.m, kern.mr) + (i / kern.mr) * kb * kern.mr + (p - pc) * kern.mr + i % kern.mr
+}
+
 /// Packs `α·op(A)` of the call `g` (A as stored, with `g`'s transpose and
 /// stride) into `out` (at least [`packed_a_len`] floats) for the `*_packed`
 /// GEMMs of the same variant: for each `KC`-deep slice, the `MR`-tall panels

@@ -20,3 +20,4 @@ pub mod parallel;
 pub mod pool;
 pub mod softmax;
 pub mod upsample;
+pub mod winograd;
