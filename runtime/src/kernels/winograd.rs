@@ -136,8 +136,12 @@ struct Plan {
     ntx: usize,
     /// Tiles per image (`nty · ntx`): the GEMMs' `n`.
     tiles: usize,
-    /// Length of one zero-padded input line.
-    wq: usize,
+    /// The stride of one transform point's row of `V` (`tiles` plus room for
+    /// a whole vector of lanes past the last tile).
+    ldv: usize,
+    /// Length of one phase of a zero-padded input line (column `c` of the
+    /// line is element `c / m` of phase `c % m`).
+    phase: usize,
 }
 
 impl Plan {
@@ -149,13 +153,14 @@ impl Plan {
             nty,
             ntx,
             tiles: nty * ntx,
-            wq: ntx.div_ceil(LANES) * LANES * m + 2,
+            ldv: nty * ntx + LANES,
+            phase: ntx.div_ceil(LANES) * LANES + 1,
         }
     }
 
-    /// Floats of `V` (`c_in · α² · tiles`).
+    /// Floats of `V` (`c_in · α² · ldv`).
     fn v_len(&self, g: &Conv2dGeometry) -> usize {
-        g.c_in * self.tile.points() * self.tiles
+        g.c_in * self.tile.points() * self.ldv
     }
 
     /// Floats of `M` (`α² · c_out · tiles`, plus a tail the last lanes may
@@ -164,15 +169,16 @@ impl Plan {
         self.tile.points() * g.c_out * self.tiles + LANES
     }
 
-    /// Floats of the input transform's line buffer.
+    /// Floats of the input transform's line buffer: `α` lines of `m`
+    /// phases, and one padded input row.
     fn lines_len(&self) -> usize {
-        self.tile.alpha() * self.wq
+        (self.tile.alpha() + 1) * self.tile.m() * self.phase
     }
 
     /// The GEMM of one transform point.
     fn gemm(&self, g: &Conv2dGeometry) -> Gemm {
         let mut gm = Gemm::new(g.c_out, self.tiles, g.c_in);
-        gm.ldb = self.tile.points() * self.tiles;
+        gm.ldb = self.tile.points() * self.ldv;
         gm
     }
 }
@@ -440,7 +446,7 @@ pub fn conv2d_forward_winograd_prepacked_for(
         for img in 0..g.n {
             let xi = &x[img * in_img..(img + 1) * in_img];
             let yi = &mut y[img * out_img..(img + 1) * out_img];
-            let per_ci = pts * p.tiles;
+            let per_ci = pts * p.ldv;
             for_each_chunk_mut(v, per_ci, work / g.n, |ci, vc| {
                 with_scratch(Slot::Pack, p.lines_len(), |lines| {
                     input_channel(kern, &p, g, xi, ci, vc, lines)
@@ -453,7 +459,7 @@ pub fn conv2d_forward_winograd_prepacked_for(
                         kern,
                         &gm,
                         &packed[xi_ * per..(xi_ + 1) * per],
-                        &v[xi_ * p.tiles..],
+                        &v[xi_ * p.ldv..],
                         mc,
                         &[],
                         gs,
@@ -528,7 +534,7 @@ fn image_serial(
     let (v, rest) = scratch.split_at_mut(p.v_len(g));
     let (mbuf, rest) = rest.split_at_mut(p.m_len(g));
     let (lines, gs) = rest.split_at_mut(p.lines_len());
-    let per_ci = pts * p.tiles;
+    let per_ci = pts * p.ldv;
     for (ci, vc) in v.chunks_mut(per_ci).enumerate() {
         input_channel(kern, p, g, x, ci, vc, lines);
     }
@@ -540,7 +546,7 @@ fn image_serial(
             kern,
             &gm,
             &packed[xi_ * per..(xi_ + 1) * per],
-            &v[xi_ * p.tiles..],
+            &v[xi_ * p.ldv..],
             mc,
             &[],
             gs,
@@ -684,8 +690,10 @@ fn output_any(p: &Plan, g: &Conv2dGeometry, m: &[f32], co: usize, y: &mut [f32])
 }
 
 /// The input transform of channel `ci`: for each tile row, the `A` input
-/// lines (zero-padded) go into `lines`; then [`LANES`] tiles at a time,
-/// `Bᵀ·d·B`, written to `v[ξ·tiles + t]`.
+/// lines (zero-padded, split into `M` phases so that the same column of
+/// [`LANES`] consecutive tiles is one contiguous run) go into `lines`; then
+/// [`LANES`] tiles at a time, `Bᵀ·d·B`, written to `v[ξ·ldv + t]` (lanes past
+/// the row's last tile land on tiles written later, or in the padding).
 #[inline(always)]
 fn input_tiles<const M: usize, const A: usize>(
     bt: &[[f32; A]; A],
@@ -699,27 +707,51 @@ fn input_tiles<const M: usize, const A: usize>(
     let (h, w) = (g.h, g.w);
     let (pt, pl) = (g.pad[0], g.pad[1]);
     let xc = &x[ci * h * w..(ci + 1) * h * w];
-    let wq = p.wq;
-    let copy = w.min(wq.saturating_sub(pl));
+    let ph = p.phase;
+    // Columns past the last phase element are never read.
+    let copy = w.min((M * ph).saturating_sub(pl));
+    let (lines, padded) = lines.split_at_mut(A * M * ph);
+    let padded = &mut padded[..M * ph];
+    padded.fill(0.0);
     for ty in 0..p.nty {
         for i in 0..A {
-            let line = &mut lines[i * wq..(i + 1) * wq];
-            line.fill(0.0);
+            let line = &mut lines[i * M * ph..(i + 1) * M * ph];
             let iy = (ty * M + i) as isize - pt as isize;
-            if copy > 0 && iy >= 0 && (iy as usize) < h {
-                let row = &xc[iy as usize * w..iy as usize * w + copy];
-                line[pl..pl + copy].copy_from_slice(row);
+            if iy < 0 || iy as usize >= h || copy == 0 {
+                line.fill(0.0);
+                continue;
+            }
+            // The row with its zero padding, then split into phases 16
+            // columns at a time (fixed-size loops the compiler turns into
+            // shuffles).
+            padded[pl..pl + copy].copy_from_slice(&xc[iy as usize * w..iy as usize * w + copy]);
+            let (src, dst) = (&*padded, line);
+            let mut k0 = 0;
+            while k0 + 16 <= ph {
+                let s = &src[k0 * M..(k0 + 16) * M];
+                for q in 0..M {
+                    let d: &mut [f32; 16] = (&mut dst[q * ph + k0..q * ph + k0 + 16])
+                        .try_into()
+                        .expect("16");
+                    for k in 0..16 {
+                        d[k] = s[k * M + q];
+                    }
+                }
+                k0 += 16;
+            }
+            for k in k0..ph {
+                for q in 0..M {
+                    dst[q * ph + k] = src[k * M + q];
+                }
             }
         }
         let mut tx0 = 0;
         while tx0 < p.ntx {
             let mut d = [[[0.0f32; LANES]; A]; A];
             for (i, di) in d.iter_mut().enumerate() {
-                let line = &lines[i * wq..(i + 1) * wq];
                 for (j, dij) in di.iter_mut().enumerate() {
-                    for (lane, v) in dij.iter_mut().enumerate() {
-                        *v = line[(tx0 + lane) * M + j];
-                    }
+                    let at = (i * M + j % M) * ph + tx0 + j / M;
+                    dij.copy_from_slice(&lines[at..at + LANES]);
                 }
             }
             // tmp = Bᵀ·d, then out = tmp·B (rows of Bᵀ as columns).
@@ -734,7 +766,6 @@ fn input_tiles<const M: usize, const A: usize>(
                     }
                 }
             }
-            let cnt = LANES.min(p.ntx - tx0);
             let t0 = ty * p.ntx + tx0;
             for r in 0..A {
                 for c in 0..A {
@@ -745,8 +776,8 @@ fn input_tiles<const M: usize, const A: usize>(
                             add_scaled(&mut acc, k, &tmp[r][j]);
                         }
                     }
-                    let at = (r * A + c) * p.tiles + t0;
-                    v[at..at + cnt].copy_from_slice(&acc[..cnt]);
+                    let at = (r * A + c) * p.ldv + t0;
+                    v[at..at + LANES].copy_from_slice(&acc);
                 }
             }
             tx0 += LANES;
@@ -804,15 +835,18 @@ fn output_tiles<const M: usize, const A: usize>(
                         }
                     }
                 }
-                let row = &mut y[oy * ow..(oy + 1) * ow];
-                for lane in 0..cnt {
-                    for (j, oj) in out.iter().enumerate() {
-                        let ox = (tx0 + lane) * M + j;
-                        if ox < ow {
-                            row[ox] = oj[lane];
-                        }
+                // Interleave the lanes' columns, then store the ones inside
+                // the plane.
+                let mut buf = [[0.0f32; M]; LANES];
+                for (lane, b) in buf.iter_mut().enumerate() {
+                    for (j, bj) in b.iter_mut().enumerate() {
+                        *bj = out[j][lane];
                     }
                 }
+                let x0 = tx0 * M;
+                let len = (cnt * M).min(ow - x0);
+                let row = &mut y[oy * ow + x0..oy * ow + x0 + len];
+                row.copy_from_slice(&buf.as_flattened()[..len]);
             }
             tx0 += LANES;
         }
