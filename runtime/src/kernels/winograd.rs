@@ -76,30 +76,16 @@ impl WinogradTile {
     }
 }
 
-/// `Bᵀ`, `G` and `Aᵀ` of F(2,3) (Lavin and Gray, 2016).
-const BT2: [[f32; 4]; 4] = [
-    [1.0, 0.0, -1.0, 0.0],
-    [0.0, 1.0, 1.0, 0.0],
-    [0.0, -1.0, 1.0, 0.0],
-    [0.0, 1.0, 0.0, -1.0],
-];
+/// `G` of F(2,3) (Lavin and Gray, 2016); its `Bᵀ` and `Aᵀ` are written out
+/// in [`Transform`] (the matrices are in the unit tests).
 const G2: [[f32; 3]; 4] = [
     [1.0, 0.0, 0.0],
     [0.5, 0.5, 0.5],
     [0.5, -0.5, 0.5],
     [0.0, 0.0, 1.0],
 ];
-const AT2: [[f32; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
 
-/// `Bᵀ`, `G` and `Aᵀ` of F(4,3), interpolation points 0, ±1, ±2, ∞.
-const BT4: [[f32; 6]; 6] = [
-    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
-    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
-    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
-    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
-    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
-    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
-];
+/// `G` of F(4,3), interpolation points 0, ±1, ±2, ∞.
 const G4: [[f32; 3]; 6] = [
     [0.25, 0.0, 0.0],
     [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
@@ -107,12 +93,6 @@ const G4: [[f32; 3]; 6] = [
     [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
     [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
     [0.0, 0.0, 1.0],
-];
-const AT4: [[f32; 6]; 4] = [
-    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
-    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
-    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
-    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
 ];
 
 /// Whether the Winograd kernels compute this convolution: a 3×3 kernel,
@@ -676,16 +656,16 @@ unsafe fn output_avx512(p: &Plan, g: &Conv2dGeometry, m: &[f32], co: usize, y: &
 #[inline(always)]
 fn input_any(p: &Plan, g: &Conv2dGeometry, x: &[f32], ci: usize, v: &mut [f32], l: &mut [f32]) {
     match p.tile {
-        WinogradTile::F2 => input_tiles::<2, 4>(&BT2, p, g, x, ci, v, l),
-        WinogradTile::F4 => input_tiles::<4, 6>(&BT4, p, g, x, ci, v, l),
+        WinogradTile::F2 => input_tiles::<2, 4, F2>(p, g, x, ci, v, l),
+        WinogradTile::F4 => input_tiles::<4, 6, F4>(p, g, x, ci, v, l),
     }
 }
 
 #[inline(always)]
 fn output_any(p: &Plan, g: &Conv2dGeometry, m: &[f32], co: usize, y: &mut [f32]) {
     match p.tile {
-        WinogradTile::F2 => output_tiles::<2, 4>(&AT2, p, g, m, co, y),
-        WinogradTile::F4 => output_tiles::<4, 6>(&AT4, p, g, m, co, y),
+        WinogradTile::F2 => output_tiles::<2, 4, F2>(p, g, m, co, y),
+        WinogradTile::F4 => output_tiles::<4, 6, F4>(p, g, m, co, y),
     }
 }
 
@@ -695,8 +675,7 @@ fn output_any(p: &Plan, g: &Conv2dGeometry, m: &[f32], co: usize, y: &mut [f32])
 /// [`LANES`] tiles at a time, `Bᵀ·d·B`, written to `v[ξ·ldv + t]` (lanes past
 /// the row's last tile land on tiles written later, or in the padding).
 #[inline(always)]
-fn input_tiles<const M: usize, const A: usize>(
-    bt: &[[f32; A]; A],
+fn input_tiles<const M: usize, const A: usize, T: Transform<M, A>>(
     p: &Plan,
     g: &Conv2dGeometry,
     x: &[f32],
@@ -754,30 +733,24 @@ fn input_tiles<const M: usize, const A: usize>(
                     dij.copy_from_slice(&lines[at..at + LANES]);
                 }
             }
-            // tmp = Bᵀ·d, then out = tmp·B (rows of Bᵀ as columns).
+            // tmp = Bᵀ·d column by column, then out = tmp·B row by row.
             let mut tmp = [[[0.0f32; LANES]; A]; A];
-            for r in 0..A {
-                for c in 0..A {
-                    let k = bt[r][c];
-                    if k != 0.0 {
-                        for j in 0..A {
-                            add_scaled(&mut tmp[r][j], k, &d[c][j]);
-                        }
-                    }
+            for j in 0..A {
+                let mut col = [[0.0f32; LANES]; A];
+                for (i, ci) in col.iter_mut().enumerate() {
+                    *ci = d[i][j];
+                }
+                let t = T::bt(&col);
+                for r in 0..A {
+                    tmp[r][j] = t[r];
                 }
             }
             let t0 = ty * p.ntx + tx0;
-            for r in 0..A {
-                for c in 0..A {
-                    let mut acc = [0.0f32; LANES];
-                    for j in 0..A {
-                        let k = bt[c][j];
-                        if k != 0.0 {
-                            add_scaled(&mut acc, k, &tmp[r][j]);
-                        }
-                    }
+            for (r, row) in tmp.iter().enumerate() {
+                let out = T::bt(row);
+                for (c, oc) in out.iter().enumerate() {
                     let at = (r * A + c) * p.ldv + t0;
-                    v[at..at + LANES].copy_from_slice(&acc);
+                    v[at..at + LANES].copy_from_slice(oc);
                 }
             }
             tx0 += LANES;
@@ -789,8 +762,7 @@ fn input_tiles<const M: usize, const A: usize>(
 /// `A²` GEMM results, `Aᵀ·m·A`, stored into the plane `y` (tiles past the
 /// edge are cut).
 #[inline(always)]
-fn output_tiles<const M: usize, const A: usize>(
-    at: &[[f32; A]; M],
+fn output_tiles<const M: usize, const A: usize, T: Transform<M, A>>(
     p: &Plan,
     g: &Conv2dGeometry,
     mbuf: &[f32],
@@ -803,7 +775,8 @@ fn output_tiles<const M: usize, const A: usize>(
         let mut tx0 = 0;
         while tx0 < p.ntx {
             let t0 = ty * p.ntx + tx0;
-            // tmp = Aᵀ·m (M × A), reading each transform point's lanes.
+            // tmp = Aᵀ·m column by column (M × A), reading each transform
+            // point's lanes; then each output row is tmp's row times A.
             let mut tmp = [[[0.0f32; LANES]; A]; M];
             for c in 0..A {
                 let mut col = [[0.0f32; LANES]; A];
@@ -811,30 +784,18 @@ fn output_tiles<const M: usize, const A: usize>(
                     let base = (r * A + c) * per_xi + co * p.tiles + t0;
                     cr.copy_from_slice(&mbuf[base..base + LANES]);
                 }
+                let t = T::at(&col);
                 for i in 0..M {
-                    for r in 0..A {
-                        let k = at[i][r];
-                        if k != 0.0 {
-                            add_scaled(&mut tmp[i][c], k, &col[r]);
-                        }
-                    }
+                    tmp[i][c] = t[i];
                 }
             }
             let cnt = LANES.min(p.ntx - tx0);
-            for i in 0..M {
+            for (i, ti) in tmp.iter().enumerate() {
                 let oy = ty * M + i;
                 if oy >= oh {
                     break;
                 }
-                let mut out = [[0.0f32; LANES]; M];
-                for (j, oj) in out.iter_mut().enumerate() {
-                    for c in 0..A {
-                        let k = at[j][c];
-                        if k != 0.0 {
-                            add_scaled(oj, k, &tmp[i][c]);
-                        }
-                    }
-                }
+                let out = T::at(ti);
                 // Interleave the lanes' columns, then store the ones inside
                 // the plane.
                 let mut buf = [[0.0f32; M]; LANES];
@@ -853,21 +814,130 @@ fn output_tiles<const M: usize, const A: usize>(
     }
 }
 
-/// `acc += k·v`, lane by lane (multiply-add where it is `±1`, which the
-/// compiler folds).
+/// The one-dimensional transforms of a tile, on [`LANES`] tiles at once:
+/// `Bᵀ·d` (input) and `Aᵀ·m` (output), written out term by term; the unit
+/// tests check them against the matrices `BT2`, `AT2`, `BT4`, `AT4`.
+trait Transform<const M: usize, const A: usize> {
+    fn bt(d: &[Lanes; A]) -> [Lanes; A];
+    fn at(m: &[Lanes; A]) -> [Lanes; M];
+}
+
+/// F(2,3)'s transforms.
+struct F2;
+/// F(4,3)'s transforms.
+struct F4;
+
+/// `[f(a[l], b[l], …) for each lane l]`.
 #[inline(always)]
-fn add_scaled(acc: &mut Lanes, k: f32, v: &Lanes) {
-    if k == 1.0 {
-        for (a, b) in acc.iter_mut().zip(v) {
-            *a += *b;
+fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
+    let mut r = [0.0f32; LANES];
+    for (l, v) in r.iter_mut().enumerate() {
+        *v = f(l);
+    }
+    r
+}
+
+impl Transform<2, 4> for F2 {
+    #[inline(always)]
+    fn bt(d: &[Lanes; 4]) -> [Lanes; 4] {
+        [
+            lanes(|l| d[0][l] - d[2][l]),
+            lanes(|l| d[1][l] + d[2][l]),
+            lanes(|l| d[2][l] - d[1][l]),
+            lanes(|l| d[1][l] - d[3][l]),
+        ]
+    }
+
+    #[inline(always)]
+    fn at(m: &[Lanes; 4]) -> [Lanes; 2] {
+        [
+            lanes(|l| m[0][l] + m[1][l] + m[2][l]),
+            lanes(|l| m[1][l] - m[2][l] - m[3][l]),
+        ]
+    }
+}
+
+impl Transform<4, 6> for F4 {
+    #[inline(always)]
+    fn bt(d: &[Lanes; 6]) -> [Lanes; 6] {
+        let a = lanes(|l| d[4][l] - 4.0 * d[2][l]);
+        let b = lanes(|l| d[3][l] - 4.0 * d[1][l]);
+        let c = lanes(|l| d[4][l] - d[2][l]);
+        let e = lanes(|l| 2.0 * (d[3][l] - d[1][l]));
+        [
+            lanes(|l| 4.0 * d[0][l] - 5.0 * d[2][l] + d[4][l]),
+            lanes(|l| a[l] + b[l]),
+            lanes(|l| a[l] - b[l]),
+            lanes(|l| c[l] + e[l]),
+            lanes(|l| c[l] - e[l]),
+            lanes(|l| 4.0 * d[1][l] - 5.0 * d[3][l] + d[5][l]),
+        ]
+    }
+
+    #[inline(always)]
+    fn at(m: &[Lanes; 6]) -> [Lanes; 4] {
+        let s1 = lanes(|l| m[1][l] + m[2][l]);
+        let d1 = lanes(|l| m[1][l] - m[2][l]);
+        let s2 = lanes(|l| m[3][l] + m[4][l]);
+        let d2 = lanes(|l| m[3][l] - m[4][l]);
+        [
+            lanes(|l| m[0][l] + s1[l] + s2[l]),
+            lanes(|l| d1[l] + 2.0 * d2[l]),
+            lanes(|l| s1[l] + 4.0 * s2[l]),
+            lanes(|l| d1[l] + 8.0 * d2[l] + m[5][l]),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The written-out transforms against their matrices.
+    use super::*;
+
+    /// `Bᵀ` and `Aᵀ` of F(2,3) and F(4,3).
+    const BT2: [[f32; 4]; 4] = [
+        [1.0, 0.0, -1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, -1.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0, -1.0],
+    ];
+    const AT2: [[f32; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+    const BT4: [[f32; 6]; 6] = [
+        [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+        [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+        [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+        [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+        [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+        [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    ];
+    const AT4: [[f32; 6]; 4] = [
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+        [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+        [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+    ];
+
+    /// `check(rows of the matrix, transform)`: applies the transform to unit
+    /// vectors and compares each column with the matrix's.
+    fn check<const R: usize, const A: usize>(
+        mat: &[[f32; A]; R],
+        f: impl Fn(&[Lanes; A]) -> [Lanes; R],
+    ) {
+        for j in 0..A {
+            let mut e = [[0.0f32; LANES]; A];
+            e[j] = [1.0; LANES];
+            let out = f(&e);
+            for r in 0..R {
+                assert_eq!(out[r][0], mat[r][j], "entry ({r}, {j})");
+            }
         }
-    } else if k == -1.0 {
-        for (a, b) in acc.iter_mut().zip(v) {
-            *a -= *b;
-        }
-    } else {
-        for (a, b) in acc.iter_mut().zip(v) {
-            *a += k * *b;
-        }
+    }
+
+    #[test]
+    fn transforms_match_their_matrices() {
+        check(&BT2, F2::bt);
+        check(&AT2, F2::at);
+        check(&BT4, F4::bt);
+        check(&AT4, F4::at);
     }
 }
