@@ -288,7 +288,7 @@ impl Conv2dGeometry {
         no_pad && (pointwise || full_window)
     }
 
-    fn assert_valid(&self) {
+    pub(crate) fn assert_valid(&self) {
         if let Err(e) = self.validate() {
             panic!("conv kernel called with an invalid geometry {self:?}: {e}");
         }
@@ -348,7 +348,7 @@ pub enum ConvEpilogue<'a> {
 /// GEMM steps without allocating).
 pub const MAX_EPILOGUE: usize = 8;
 
-fn check_epilogue(g: &Conv2dGeometry, epilogue: &[ConvEpilogue<'_>]) {
+pub(super) fn check_conv_epilogue(g: &Conv2dGeometry, epilogue: &[ConvEpilogue<'_>]) {
     assert!(
         epilogue.len() <= MAX_EPILOGUE,
         "conv: epilogue has {} steps, at most {MAX_EPILOGUE} are supported",
@@ -985,24 +985,37 @@ fn store_extended(
             let src = &yext[q * stride + oy * wp..q * stride + oy * wp + ow];
             yc[oy * ow..(oy + 1) * ow].copy_from_slice(src);
         }
-        for e in epilogue {
-            match *e {
-                ConvEpilogue::Bias(b) => {
-                    for v in yc.iter_mut() {
-                        *v += b[co];
-                    }
+        channel_epilogue(g, epilogue, img, co, yc);
+    }
+}
+
+/// Applies the epilogue list, in order, to output channel `co` of image
+/// `img`, whose plane `yc` holds the product.
+pub(super) fn channel_epilogue(
+    g: &Conv2dGeometry,
+    epilogue: &[ConvEpilogue<'_>],
+    img: usize,
+    co: usize,
+    yc: &mut [f32],
+) {
+    let plane = yc.len();
+    for e in epilogue {
+        match *e {
+            ConvEpilogue::Bias(b) => {
+                for v in yc.iter_mut() {
+                    *v += b[co];
                 }
-                ConvEpilogue::Scale(f) => {
-                    for v in yc.iter_mut() {
-                        *v *= f;
-                    }
+            }
+            ConvEpilogue::Scale(f) => {
+                for v in yc.iter_mut() {
+                    *v *= f;
                 }
-                ConvEpilogue::Activation(a) => apply_activation(a, yc),
-                ConvEpilogue::Residual(r) => {
-                    let at = (img * g.c_out + co) * plane;
-                    for (v, rv) in yc.iter_mut().zip(&r[at..at + plane]) {
-                        *v += *rv;
-                    }
+            }
+            ConvEpilogue::Activation(a) => apply_activation(a, yc),
+            ConvEpilogue::Residual(r) => {
+                let at = (img * g.c_out + co) * plane;
+                for (v, rv) in yc.iter_mut().zip(&r[at..at + plane]) {
+                    *v += *rv;
                 }
             }
         }
@@ -1014,7 +1027,7 @@ fn check_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], e: &[ConvEpilogue<'_>
     check_len("input", x.len(), g.input_len());
     check_len("weight", w.len(), g.weight_len());
     check_len("output", y.len(), g.output_len());
-    check_epilogue(g, e);
+    check_conv_epilogue(g, e);
 }
 
 /// `y = epilogue(conv(x, w))` on the calling thread, allocation-free, with
@@ -1233,7 +1246,7 @@ pub fn conv2d_forward_prepacked_serial(
     g.assert_valid();
     check_len("input", x.len(), g.input_len());
     check_len("output", y.len(), g.output_len());
-    check_epilogue(g, epilogue);
+    check_conv_epilogue(g, epilogue);
     check_len(
         "scratch",
         scratch.len(),
@@ -1261,7 +1274,7 @@ pub fn conv2d_forward_prepacked(
     g.assert_valid();
     check_len("input", x.len(), g.input_len());
     check_len("output", y.len(), g.output_len());
-    check_epilogue(g, epilogue);
+    check_conv_epilogue(g, epilogue);
     let wts = packed_view(kern, g, packed);
     forward_threaded_with(kern, g, x, wts, epilogue, y);
 }
