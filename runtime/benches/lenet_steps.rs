@@ -14,6 +14,7 @@ use common::{Clock, Recorder};
 use kiln_runtime::activation::Activation;
 use kiln_runtime::kernels::activation::activation_forward_in_place;
 use kiln_runtime::kernels::conv::{Conv2dGeometry, ConvEpilogue, conv2d_forward};
+use kiln_runtime::kernels::conv_direct::{DirectPost, DirectShape, tail_len};
 use kiln_runtime::kernels::dispatch::kernels;
 use kiln_runtime::kernels::gemm::{Epilogue, Gemm, sgemm};
 use kiln_runtime::kernels::pool::{Pool2d, max_pool2d_forward};
@@ -60,6 +61,43 @@ fn main() {
                 0.0,
                 peak,
                 || activation_forward_in_place(Activation::Relu, &mut y),
+            );
+        }
+        // The direct kernel alone on C1 and C3 (no input copy, no checks):
+        // what the wrapper around it costs.
+        for (name, g) in [("c1", C1), ("c3", C3)] {
+            let Some(direct) = kern.conv_direct else {
+                break;
+            };
+            let s = DirectShape {
+                c_in: g.c_in,
+                c_out: g.c_out,
+                kh: g.kh,
+                kw: g.kw,
+                dilation: [1, 1],
+                hp: g.h,
+                wp: g.w,
+                oh: g.out_h(),
+                ow: g.out_w(),
+            };
+            let mut x = fill(g.input_len(), 3);
+            x.resize(g.input_len() + tail_len(&s), 0.0);
+            let w = fill(g.weight_len(), 4);
+            let bias = fill(g.c_out, 5);
+            let mut y = vec![0.0f32; g.output_len()];
+            let post = DirectPost {
+                bias: Some(&bias),
+                relu: true,
+            };
+            rec.bench(
+                &mut c,
+                &format!("step_{name}_direct_kernel_only"),
+                Clock::ThreadCpu,
+                g.flops() as f64,
+                peak,
+                // SAFETY: the buffers have the lengths the kernel's contract
+                // asks for, and the table checked the CPU's features.
+                || unsafe { direct(&s, &x, &w, post, &mut y) },
             );
         }
         for (name, p) in [

@@ -309,25 +309,23 @@ pub fn uses_direct(kern: &Kernels, g: &Conv2dGeometry) -> bool {
 
 /// The direct kernel's shape for `g`.
 fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
-    let hp = g.h + g.pad[0] + g.pad[2];
-    let wp = g.w + g.pad[1] + g.pad[3];
     DirectShape {
         c_in: g.c_in,
         c_out: g.c_out,
         kh: g.kh,
         kw: g.kw,
         dilation: g.dilation,
-        hp,
-        wp,
-        ext: (g.out_h() * wp).div_ceil(16) * 16,
+        hp: g.h + g.pad[0] + g.pad[2],
+        wp: g.w + g.pad[1] + g.pad[3],
+        oh: g.out_h(),
+        ow: g.out_w(),
     }
 }
 
-/// Scratch of the direct kernel: the padded input with its zero tail, then
-/// the extended output.
+/// Scratch of the direct kernel: the padded input with its tail.
 fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
     let s = direct_shape(g);
-    s.c_in * s.hp * s.wp + conv_direct::tail_len(&s) + s.c_out * s.ext
+    s.c_in * s.hp * s.wp + conv_direct::tail_len(&s)
 }
 
 /// One step of a convolution's fused epilogue, applied in list order to each
@@ -925,8 +923,8 @@ fn forward_image(
 }
 
 /// The direct forward path for one image: pad the input into `scratch`, run
-/// the variant's direct kernel, copy the valid columns out and apply the
-/// epilogue per channel.
+/// the variant's direct kernel straight into `y` (with the epilogue's
+/// leading bias and ReLU in registers), then apply the rest of the epilogue.
 fn forward_direct_image(
     kern: &Kernels,
     g: &Conv2dGeometry,
@@ -944,11 +942,10 @@ fn forward_direct_image(
         )
     };
     let s = direct_shape(g);
-    let padded = s.c_in * s.hp * s.wp + conv_direct::tail_len(&s);
-    let (xp, rest) = scratch.split_at_mut(padded);
-    let yext = &mut rest[..s.c_out * s.ext];
+    let xp = &mut scratch[..direct_scratch_len(g)];
     if g.pad == [0; 4] {
-        // The input already is its padded plane: one copy, then the tail.
+        // The input already is its padded plane: one copy, then the tail
+        // (zeros, though the kernel never stores what it reads there).
         let len = g.c_in * g.h * g.w;
         xp[..len].copy_from_slice(&x[..len]);
         xp[len..].fill(0.0);
@@ -963,44 +960,18 @@ fn forward_direct_image(
         }
     }
     let (post, rest) = direct_post(epilogue);
+    let y = &mut y[..g.c_out * s.oh * s.ow];
     // SAFETY: the buffers have the lengths the kernel's contract asks for
-    // (padded input plus tail, OIHW weight, c_out extended planes, c_out
-    // bias values: check_epilogue), c_out is at most 16 (uses_direct), and
-    // the table checked the CPU's features.
-    unsafe { direct(&s, xp, w, post, yext) };
-    if rest.is_empty() {
-        copy_valid_columns(g, yext, s.ext, s.wp, y);
-    } else {
-        store_extended(g, yext, s.ext, s.wp, y, rest, img, 0, g.c_out);
-    }
-}
-
-/// Copies every channel of an extended output (`yext`, one plane of `stride`
-/// floats per channel, rows `wp` apart) into one image's `y`, dropping the
-/// columns past `out_w`: rows of LeNet's widths (28, 10) in fixed chunks of
-/// eight, which compile to vector moves rather than a `memcpy` call per row.
-fn copy_valid_columns(g: &Conv2dGeometry, yext: &[f32], stride: usize, wp: usize, y: &mut [f32]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    for (co, yc) in y[..g.c_out * oh * ow].chunks_exact_mut(oh * ow).enumerate() {
-        for (oy, dst) in yc.chunks_exact_mut(ow).enumerate() {
-            let src = &yext[co * stride + oy * wp..co * stride + oy * wp + ow];
-            let mut d8 = dst.chunks_exact_mut(8);
-            let mut s8 = src.chunks_exact(8);
-            for (d, s) in (&mut d8).zip(&mut s8) {
-                let s: &[f32; 8] = s.try_into().expect("chunks of eight");
-                let d: &mut [f32; 8] = d.try_into().expect("chunks of eight");
-                *d = *s;
-            }
-            for (d, s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
-                *d = *s;
-            }
-        }
-    }
+    // (padded input plus tail, OIHW weight, one output image, c_out bias
+    // values: check_epilogue), the shape is direct_shape's, c_out is at most
+    // 16 (uses_direct), and the table checked the CPU's features.
+    unsafe { direct(&s, xp, w, post, y) };
+    apply_epilogue_in_place(g, y, rest, img);
 }
 
 /// Splits an epilogue list into the leading steps the direct kernel applies
 /// in registers (a bias, then a ReLU, each optional, in that order) and the
-/// rest, which [`store_extended`] applies after the copy-out.
+/// rest, which [`apply_epilogue_in_place`] applies afterwards.
 fn direct_post<'a, 'e>(
     epilogue: &'e [ConvEpilogue<'a>],
 ) -> (DirectPost<'a>, &'e [ConvEpilogue<'a>]) {
@@ -1015,6 +986,35 @@ fn direct_post<'a, 'e>(
         rest = tail;
     }
     (post, rest)
+}
+
+/// Applies `epilogue` in list order to one image's output `y` (image `img`
+/// of the batch), channel by channel.
+fn apply_epilogue_in_place(
+    g: &Conv2dGeometry,
+    y: &mut [f32],
+    epilogue: &[ConvEpilogue<'_>],
+    img: usize,
+) {
+    if epilogue.is_empty() {
+        return;
+    }
+    let plane = g.out_h() * g.out_w();
+    for (co, yc) in y.chunks_exact_mut(plane).enumerate() {
+        for e in epilogue {
+            match *e {
+                ConvEpilogue::Bias(b) => yc.iter_mut().for_each(|v| *v += b[co]),
+                ConvEpilogue::Scale(f) => yc.iter_mut().for_each(|v| *v *= f),
+                ConvEpilogue::Activation(a) => apply_activation(a, yc),
+                ConvEpilogue::Residual(r) => {
+                    let at = (img * g.c_out + co) * plane;
+                    for (v, rv) in yc.iter_mut().zip(&r[at..at + plane]) {
+                        *v += *rv;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Copies channels `co0 .. co0 + count` of an extended output (`yext`, one

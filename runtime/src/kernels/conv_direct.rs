@@ -1,22 +1,24 @@
 //! The direct convolution kernel for few output channels (LeNet's layers):
-//! an implicit GEMM over the "extended" output, with no column matrix.
+//! an implicit GEMM over the output rows, with no column matrix and no
+//! intermediate output buffer.
 //!
 //! With stride 1 and the input copied into a zero-padded plane of width
-//! `Wp`, output position `(oy, ox)` reads input `(oy + r·dh, ox + s·dw)`;
-//! numbering positions `p = oy·Wp + ox` over the full padded width makes
-//! every tap `(c, r, s)` a *contiguous* shift `c·Hp·Wp + r·dh·Wp + s·dw` of
-//! the same vector of positions. So for a block of output channels and a
-//! group of vectors of positions the kernel keeps one accumulator per
-//! (channel, vector) in registers and, for every tap, loads the group's input
-//! vectors once and each channel's weight once (broadcast), issuing one fused
-//! multiply-add per pair. Positions with `ox ≥ out_w` are computed and
-//! dropped (the `Wp / out_w` overhead, small for LeNet's 5×5 kernels).
+//! `Wp`, output position `(oy, ox)` reads input `(oy + r·dh, ox + q·dw)`, so
+//! for a vector of positions `ox .. ox + lanes` of one output row every tap
+//! `(c, r, q)` is one *contiguous* load at `c·Hp·Wp + (oy + r·dh)·Wp + ox +
+//! q·dw`. Each output row is covered by `⌈out_w / lanes⌉` such vectors; the
+//! lanes of the last one past `out_w` are computed from whatever follows in
+//! the plane and never stored (a masked store).
 //!
-//! The result goes to an extended output buffer (`c_out` planes of
-//! `out_h · Wp` values), with the bias and ReLU of [`DirectPost`] already
-//! applied in registers; the caller copies the valid columns out. Each
-//! output value's sum runs over the taps in order `(c, r, s)`, whatever the
-//! blocking, so the result does not depend on the variant's block sizes.
+//! For a block of output channels and a group of vectors (possibly from
+//! several rows) the kernel keeps one accumulator per (channel, vector) in
+//! registers and, for every tap, loads the group's input vectors once and
+//! each channel's weight once (broadcast), issuing one fused multiply-add
+//! per pair. The bias and ReLU of [`DirectPost`] are applied in registers,
+//! and each vector is stored straight into the output image. Each output
+//! value's sum runs over the taps in order `(c, r, q)`, whatever the
+//! blocking, so the result does not depend on the variant's block sizes or
+//! on the thread count.
 
 /// The geometry the direct kernel needs, in padded-plane terms.
 #[derive(Debug, Clone, Copy)]
@@ -35,18 +37,22 @@ pub struct DirectShape {
     pub hp: usize,
     /// Padded input width `Wp`.
     pub wp: usize,
-    /// Extended output length per channel, rounded up to a whole number of
-    /// 16-lane vectors: `⌈out_h · Wp / 16⌉ · 16`.
-    pub ext: usize,
+    /// Output height: `Hp − (kh − 1)·dh`.
+    pub oh: usize,
+    /// Output width: `Wp − (kw − 1)·dw`.
+    pub ow: usize,
 }
 
 /// The most output channels the direct kernel keeps in registers.
 pub const DIRECT_MAX_C_OUT: usize = 16;
 
+/// The widest vector of any variant, in floats (AVX-512).
+const MAX_LANES: usize = 16;
+
 /// What the direct kernel applies to each output vector in registers before
 /// storing it: `v + bias[c]` (when given), then `max(v, 0)` (with `relu`).
 /// The caller fuses the leading bias and ReLU steps of a convolution's
-/// epilogue list here and applies the rest after the copy-out.
+/// epilogue list here and applies the rest afterwards.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DirectPost<'a> {
     /// Bias per output channel (`c_out` values), added first.
@@ -55,39 +61,54 @@ pub struct DirectPost<'a> {
     pub relu: bool,
 }
 
-/// Computes the extended output `y` (`c_out × ext`) from the padded input
-/// `x` (`c_in × Hp × Wp`, followed by at least [`tail_len`] zeros) and the
-/// OIHW weight `w`, with `post` applied to every value.
+/// Computes one image's output `y` (`c_out × oh × ow`, NCHW) from the padded
+/// input `x` (`c_in × Hp × Wp`, followed by at least [`tail_len`] more
+/// floats, whose values never reach the output) and the OIHW weight `w`,
+/// with `post` applied to every value.
 ///
 /// The output channels go in blocks (up to 8 with AVX-512, 6 with AVX2), and
-/// each block's positions in groups of several vectors, so that every tap's
-/// input vectors are reused by every channel of the block and every
-/// broadcast weight by every vector of the group: the accumulators of one
-/// block and group stay in registers for the whole sum over the taps.
+/// each block's vectors of positions in groups, so that every tap's input
+/// vectors are reused by every channel of the block and every broadcast
+/// weight by every vector of the group.
 ///
 /// # Safety
 ///
 /// `x` must hold `c_in·Hp·Wp + tail_len(s)` floats, `w` the weight, `y`
-/// `c_out · ext` floats, `post.bias` (if any) `c_out` floats,
-/// `1 ≤ c_out ≤ 16`, and the CPU must support the variant's instructions
-/// (the dispatch table guarantees this).
+/// `c_out·oh·ow` floats, `post.bias` (if any) `c_out` floats, the shape must
+/// be consistent (`oh`, `ow` as documented, `1 ≤ c_out ≤ 16`), and the CPU
+/// must support the variant's instructions (the dispatch table guarantees
+/// this). The kernel asserts the lengths and the shape.
 pub type DirectKernel =
     unsafe fn(s: &DirectShape, x: &[f32], w: &[f32], post: DirectPost<'_>, y: &mut [f32]);
 
-/// Zeros needed after the padded input, so the last vector of positions may
-/// read past the real data: the last tap's shift plus the extended length,
-/// less the plane (at most `(kw − 1)·dw + 15` for a valid shape).
+/// Floats the kernel may read after the padded input: the last vector of
+/// the last row, at the last tap, ends up to `⌈ow / 16⌉·16 − ow` lanes past
+/// the plane's last output-reachable column.
 pub const fn tail_len(s: &DirectShape) -> usize {
-    ((s.kh - 1) * s.dilation[0] * s.wp + (s.kw - 1) * s.dilation[1] + s.ext)
-        .saturating_sub(s.hp * s.wp)
+    let row_end = s.ow.div_ceil(MAX_LANES) * MAX_LANES;
+    let last = (s.oh - 1 + (s.kh - 1) * s.dilation[0]) * s.wp + (s.kw - 1) * s.dilation[1];
+    (last + row_end).saturating_sub(s.hp * s.wp)
+}
+
+/// Whether `s` is a shape the kernel accepts.
+fn consistent(s: &DirectShape) -> bool {
+    (1..=DIRECT_MAX_C_OUT).contains(&s.c_out)
+        && s.c_in > 0
+        && s.kh > 0
+        && s.kw > 0
+        && s.oh > 0
+        && s.ow > 0
+        && s.oh + (s.kh - 1) * s.dilation[0] == s.hp
+        && s.ow + (s.kw - 1) * s.dilation[1] == s.wp
 }
 
 macro_rules! direct_impl {
-    ($block:ident, $name:ident, $driver:ident, $feature:literal, $lanes:literal, $max_cb:literal, $vec:ty,
-     $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $max:ident, $store:ident,
-     [$($cb:literal => $v:literal),*]) => {
+    ($block:ident, $name:ident, $driver:ident, $feature:literal, $lanes:literal, $max_cb:literal,
+     $vec:ty, $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $max:ident,
+     $store:ident, $store_part:ident, [$($cb:literal => $v:literal),*]) => {
         /// Channels `co0 .. co0 + CB` at the `V` vectors of positions from
-        /// `p`: `CB × V` accumulators in registers over every tap.
+        /// vector `t0` (row-major over rows of `⌈ow / lanes⌉` vectors):
+        /// `CB × V` accumulators in registers over every tap.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
         #[inline]
@@ -98,31 +119,42 @@ macro_rules! direct_impl {
             post: DirectPost<'_>,
             yp: *mut f32,
             co0: usize,
-            p: usize,
+            t0: usize,
         ) {
             use core::arch::x86_64::*;
             let taps = s.c_in * s.kh * s.kw;
             let plane = s.hp * s.wp;
+            let out_plane = s.oh * s.ow;
+            let per_row = s.ow.div_ceil($lanes);
+            let mut x_at = [0usize; V];
+            let mut y_at = [0usize; V];
+            let mut width = [0usize; V];
+            for v in 0..V {
+                let (oy, j) = ((t0 + v) / per_row, (t0 + v) % per_row);
+                x_at[v] = oy * s.wp + j * $lanes;
+                y_at[v] = oy * s.ow + j * $lanes;
+                width[v] = (s.ow - j * $lanes).min($lanes);
+            }
             let mut acc: [[$vec; V]; CB] = [[$zero(); V]; CB];
             for c in 0..s.c_in {
                 for r in 0..s.kh {
-                    let row = c * plane + r * s.dilation[0] * s.wp + p;
+                    let row = c * plane + r * s.dilation[0] * s.wp;
                     let tap0 = (c * s.kh + r) * s.kw;
                     for q in 0..s.kw {
                         let at = row + q * s.dilation[1];
-                        // SAFETY: the shift is below c_in·plane and every
-                        // vector ends at most at ext, so each read ends
-                        // within the zero tail the caller provides; the
-                        // weight index is below c_out·taps.
+                        // SAFETY: every read starts below c_in·plane and
+                        // ends within the tail_len floats the caller
+                        // provides after it; the weight index is below
+                        // c_out·taps.
                         unsafe {
                             let mut xv: [$vec; V] = [$zero(); V];
-                            for (j, v) in xv.iter_mut().enumerate() {
-                                *v = $load(xp.add(at + j * $lanes));
+                            for (xv, &x_at) in xv.iter_mut().zip(&x_at) {
+                                *xv = $load(xp.add(at + x_at));
                             }
                             for (k, row_acc) in acc.iter_mut().enumerate() {
                                 let wv = $set1(*wp.add((co0 + k) * taps + tap0 + q));
-                                for (a, v) in row_acc.iter_mut().zip(&xv) {
-                                    *a = $fma(wv, *v, *a);
+                                for (a, xv) in row_acc.iter_mut().zip(&xv) {
+                                    *a = $fma(wv, *xv, *a);
                                 }
                             }
                         }
@@ -136,19 +168,27 @@ macro_rules! direct_impl {
                     Some(b) => $set1(b[co]),
                     None => zero,
                 };
-                for (j, a) in row_acc.iter().enumerate() {
-                    let mut v = $add(*a, b);
+                for v in 0..V {
+                    let mut out = $add(row_acc[v], b);
                     if post.relu {
-                        v = $max(v, zero);
+                        out = $max(out, zero);
                     }
-                    // SAFETY: co·ext + p + (j + 1)·lanes ≤ c_out·ext.
-                    unsafe { $store(yp.add(co * s.ext + p + j * $lanes), v) };
+                    let dst = co * out_plane + y_at[v];
+                    // SAFETY: the vector's `width` lanes are positions of
+                    // output row oy, inside channel co's plane of y.
+                    unsafe {
+                        if width[v] == $lanes {
+                            $store(yp.add(dst), out);
+                        } else {
+                            $store_part(yp.add(dst), out, width[v]);
+                        }
+                    }
                 }
             }
         }
 
-        /// Every position group of channels `co0 .. co0 + CB`: groups of
-        /// `V` vectors, then single vectors for the rest.
+        /// Every vector of channels `co0 .. co0 + CB`: groups of `V`, then
+        /// single vectors for the rest.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
         unsafe fn $name<const CB: usize, const V: usize>(
@@ -159,17 +199,17 @@ macro_rules! direct_impl {
             yp: *mut f32,
             co0: usize,
         ) {
-            let mut p = 0;
-            while p + V * $lanes <= s.ext {
-                // SAFETY: forwarded contract; p + V·lanes ≤ ext.
-                unsafe { $block::<CB, V>(s, xp, wp, post, yp, co0, p) };
-                p += V * $lanes;
+            let total = s.oh * s.ow.div_ceil($lanes);
+            let mut t = 0;
+            while t + V <= total {
+                // SAFETY: forwarded contract; vectors t .. t + V exist.
+                unsafe { $block::<CB, V>(s, xp, wp, post, yp, co0, t) };
+                t += V;
             }
-            while p < s.ext {
-                // SAFETY: forwarded contract; ext is a multiple of 16, so
-                // p + lanes ≤ ext.
-                unsafe { $block::<CB, 1>(s, xp, wp, post, yp, co0, p) };
-                p += $lanes;
+            while t < total {
+                // SAFETY: forwarded contract; vector t exists.
+                unsafe { $block::<CB, 1>(s, xp, wp, post, yp, co0, t) };
+                t += 1;
             }
         }
 
@@ -178,20 +218,15 @@ macro_rules! direct_impl {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
         unsafe fn $driver(s: &DirectShape, x: &[f32], w: &[f32], post: DirectPost<'_>, y: &mut [f32]) {
+            assert!(consistent(s), "direct conv: inconsistent shape {s:?}");
             let taps = s.c_in * s.kh * s.kw;
             let plane = s.hp * s.wp;
-            assert!(
-                (1..=DIRECT_MAX_C_OUT).contains(&s.c_out),
-                "direct conv: {} output channels (1 to {DIRECT_MAX_C_OUT} supported)",
-                s.c_out
-            );
-            assert!(s.ext % 16 == 0, "direct conv: extended length not a multiple of 16");
             assert!(
                 x.len() >= s.c_in * plane + tail_len(s),
                 "direct conv: short input"
             );
             assert!(w.len() >= s.c_out * taps, "direct conv: short weight");
-            assert!(y.len() >= s.c_out * s.ext, "direct conv: short output");
+            assert!(y.len() >= s.c_out * s.oh * s.ow, "direct conv: short output");
             assert!(
                 post.bias.is_none_or(|b| b.len() >= s.c_out),
                 "direct conv: short bias"
@@ -215,6 +250,36 @@ macro_rules! direct_impl {
     };
 }
 
+/// Stores the first `n` (< 16) lanes of `v` at `p`.
+///
+/// # Safety
+///
+/// `p` must be writable for `n` floats; the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_part_avx512(p: *mut f32, v: core::arch::x86_64::__m512, n: usize) {
+    use core::arch::x86_64::*;
+    // SAFETY: the masked store touches only the n lanes the caller vouches for.
+    unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v) }
+}
+
+/// Stores the first `n` (< 8) lanes of `v` at `p`.
+///
+/// # Safety
+///
+/// `p` must be writable for `n` floats; the CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_part_avx2(p: *mut f32, v: core::arch::x86_64::__m256, n: usize) {
+    use core::arch::x86_64::*;
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+    // SAFETY: the masked store touches only the n lanes the caller vouches for.
+    unsafe { _mm256_maskstore_ps(p, mask, v) }
+}
+
 // AVX-512: 32 registers, so up to 8 channels × 3 vectors (or 6 × 4)
 // accumulators, the vectors of one tap and a broadcast weight.
 direct_impl!(
@@ -232,6 +297,7 @@ direct_impl!(
     _mm512_add_ps,
     _mm512_max_ps,
     _mm512_storeu_ps,
+    store_part_avx512,
     [1 => 6, 2 => 6, 3 => 6, 4 => 6, 5 => 4, 6 => 4, 7 => 3, 8 => 3]
 );
 
@@ -252,6 +318,7 @@ direct_impl!(
     _mm256_add_ps,
     _mm256_max_ps,
     _mm256_storeu_ps,
+    store_part_avx2,
     [1 => 4, 2 => 4, 3 => 4, 4 => 3, 5 => 2, 6 => 2]
 );
 
