@@ -117,6 +117,32 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     ]
 }
 
+#[test]
+fn one_position_convolutions_take_the_matrix_vector_path() {
+    // A kernel covering the whole input: rows of every length modulo the
+    // vector width (27, 8, 1, 400), channel counts around the row blocks,
+    // any stride (one position either way), batch 1 and more.
+    let best = dispatch::variants()[0];
+    for g in [
+        Conv2dGeometry::new(1, 3, 3, 3, 17, 3, 3),
+        Conv2dGeometry::new(2, 2, 2, 2, 9, 2, 2).with_stride(2),
+        Conv2dGeometry::new(1, 1, 1, 1, 1, 1, 1),
+        Conv2dGeometry::new(3, 8, 1, 1, 5, 1, 1),
+        Conv2dGeometry::new(1, 16, 5, 5, 120, 5, 5).with_stride(3),
+    ] {
+        if best.conv_direct.is_some() {
+            assert!(uses_direct(best, &g), "{g:?} should take the direct path");
+        }
+        for steps in [
+            vec![Step::Bias, Step::Act(Activation::Relu)],
+            vec![],
+            vec![Step::Bias, Step::Scale(0.5), Step::Residual],
+        ] {
+            check(&g, &steps, g.c_out as u64);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -130,8 +156,16 @@ proptest! {
 fn lenet_layers_take_the_direct_path_and_match_the_reference() {
     let c1 = Conv2dGeometry::new(1, 1, 32, 32, 6, 5, 5);
     let c3 = Conv2dGeometry::new(1, 6, 14, 14, 16, 5, 5);
+    let c5 = Conv2dGeometry::new(1, 16, 5, 5, 120, 5, 5);
     let best = dispatch::variants()[0];
-    for g in [c1, c3, c1.with_batch(3), c3.with_batch(2)] {
+    for g in [
+        c1,
+        c3,
+        c5,
+        c1.with_batch(3),
+        c3.with_batch(2),
+        c5.with_batch(3),
+    ] {
         if best.conv_direct.is_some() {
             assert!(uses_direct(best, &g), "{g:?} should take the direct path");
         }

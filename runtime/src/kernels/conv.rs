@@ -296,15 +296,19 @@ impl Conv2dGeometry {
 }
 
 /// Whether the forward pass uses the direct kernel of `kern`: the variant
-/// has one, stride 1, one group, at most
-/// [`conv_direct::DIRECT_MAX_C_OUT`] output channels, and not a plain product
-/// ([`Conv2dGeometry::is_plain_product`]).
+/// has one, one group, and either stride 1 with at most
+/// [`conv_direct::DIRECT_MAX_C_OUT`] output channels and not a plain product
+/// ([`Conv2dGeometry::is_plain_product`]), or a kernel that covers the whole
+/// unpadded input (one output position, LeNet's C5: the direct kernel's
+/// matrix-vector path, any number of output channels).
 pub fn uses_direct(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    let full_window = g.kh == g.h && g.kw == g.w && g.pad == [0; 4] && g.dilation == [1, 1];
     kern.conv_direct.is_some()
-        && g.stride == [1, 1]
         && g.groups == 1
-        && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
-        && !g.is_plain_product()
+        && (full_window
+            || (g.stride == [1, 1]
+                && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
+                && !g.is_plain_product()))
 }
 
 /// The direct kernel's shape for `g`.

@@ -90,9 +90,15 @@ pub const fn tail_len(s: &DirectShape) -> usize {
     (last + row_end).saturating_sub(s.hp * s.wp)
 }
 
+/// Whether the shape has one output position (the kernel covers the whole
+/// input, LeNet's C5): a matrix-vector product over the OIHW rows.
+const fn is_matrix_vector(s: &DirectShape) -> bool {
+    s.oh == 1 && s.ow == 1 && s.dilation[0] == 1 && s.dilation[1] == 1
+}
+
 /// Whether `s` is a shape the kernel accepts.
 fn consistent(s: &DirectShape) -> bool {
-    (1..=DIRECT_MAX_C_OUT).contains(&s.c_out)
+    (s.c_out >= 1 && (s.c_out <= DIRECT_MAX_C_OUT || is_matrix_vector(s)))
         && s.c_in > 0
         && s.kh > 0
         && s.kw > 0
@@ -105,7 +111,77 @@ fn consistent(s: &DirectShape) -> bool {
 macro_rules! direct_impl {
     ($block:ident, $name:ident, $driver:ident, $feature:literal, $lanes:literal, $max_cb:literal,
      $vec:ty, $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $max:ident,
-     $store:ident, $store_part:ident, [$($cb:literal => $v:literal),*]) => {
+     $store:ident, $store_part:ident, $load_part:ident, $reduce:ident, $rows:literal,
+     $gemv_block:ident, $gemv:ident,
+     [$($cb:literal => $v:literal),*]) => {
+        /// Rows `co0 .. co0 + R` of the matrix-vector product
+        /// `y[co] = post(Σ_k w[co·len + k] · x[k])`: `R` accumulators over
+        /// the input in vectors (the last one partial), each reduced in a
+        /// fixed order at the end.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn $gemv_block<const R: usize>(
+            len: usize,
+            xp: *const f32,
+            wp: *const f32,
+            post: DirectPost<'_>,
+            yp: *mut f32,
+            co0: usize,
+        ) {
+            use core::arch::x86_64::*;
+            let mut acc: [$vec; R] = [$zero(); R];
+            let mut i = 0;
+            // SAFETY: every read lies inside row co0 + r < c_out of the
+            // weight (len floats each) or inside x's first len floats; the
+            // partial vector reads only its `len − i` lanes.
+            unsafe {
+                while i + $lanes <= len {
+                    let xv = $load(xp.add(i));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = $fma($load(wp.add((co0 + r) * len + i)), xv, *a);
+                    }
+                    i += $lanes;
+                }
+                if i < len {
+                    let xv = $load_part(xp.add(i), len - i);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = $fma($load_part(wp.add((co0 + r) * len + i), len - i), xv, *a);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    let co = co0 + r;
+                    let mut v = $reduce(*a);
+                    if let Some(b) = post.bias {
+                        v += b[co];
+                    }
+                    if post.relu {
+                        v = v.max(0.0);
+                    }
+                    *yp.add(co) = v;
+                }
+            }
+        }
+
+        /// The one-position case: every output channel is the dot product
+        /// of its weight row with the whole (unpadded) input.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $gemv(s: &DirectShape, xp: *const f32, wp: *const f32, post: DirectPost<'_>, yp: *mut f32) {
+            let len = s.c_in * s.kh * s.kw;
+            let mut co = 0;
+            while co + $rows <= s.c_out {
+                // SAFETY: forwarded contract; rows co .. co + rows exist.
+                unsafe { $gemv_block::<$rows>(len, xp, wp, post, yp, co) };
+                co += $rows;
+            }
+            while co < s.c_out {
+                // SAFETY: forwarded contract; row co exists.
+                unsafe { $gemv_block::<1>(len, xp, wp, post, yp, co) };
+                co += 1;
+            }
+        }
+
         /// Channels `co0 .. co0 + CB` at the `V` vectors of positions from
         /// vector `t0` (row-major over rows of `⌈ow / lanes⌉` vectors):
         /// `CB × V` accumulators in registers over every tap.
@@ -232,6 +308,11 @@ macro_rules! direct_impl {
                 "direct conv: short bias"
             );
             let (xp, wp, yp) = (x.as_ptr(), w.as_ptr(), y.as_mut_ptr());
+            if is_matrix_vector(s) {
+                // SAFETY: the buffers were checked above (one output per
+                // channel; the input's first c_in·kh·kw floats).
+                return unsafe { $gemv(s, xp, wp, post, yp) };
+            }
             let mut blocks = s.c_out.div_ceil($max_cb);
             let mut co0 = 0;
             while co0 < s.c_out {
@@ -280,6 +361,58 @@ unsafe fn store_part_avx2(p: *mut f32, v: core::arch::x86_64::__m256, n: usize) 
     unsafe { _mm256_maskstore_ps(p, mask, v) }
 }
 
+/// Loads the first `n` (< 16) floats at `p`, zeros in the other lanes.
+///
+/// # Safety
+///
+/// `p` must be readable for `n` floats; the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_part_avx512(p: *const f32, n: usize) -> core::arch::x86_64::__m512 {
+    use core::arch::x86_64::*;
+    // SAFETY: the masked load touches only the n lanes the caller vouches for.
+    unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p) }
+}
+
+/// Loads the first `n` (< 8) floats at `p`, zeros in the other lanes.
+///
+/// # Safety
+///
+/// `p` must be readable for `n` floats; the CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn load_part_avx2(p: *const f32, n: usize) -> core::arch::x86_64::__m256 {
+    use core::arch::x86_64::*;
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+    // SAFETY: the masked load touches only the n lanes the caller vouches for.
+    unsafe { _mm256_maskload_ps(p, mask) }
+}
+
+/// The sum of the 16 lanes, in a fixed tree order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn reduce_avx512(v: core::arch::x86_64::__m512) -> f32 {
+    use core::arch::x86_64::*;
+    let lo = _mm512_castps512_ps256(v);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    reduce_avx2(_mm256_add_ps(lo, hi))
+}
+
+/// The sum of the 8 lanes, in a fixed tree order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn reduce_avx2(v: core::arch::x86_64::__m256) -> f32 {
+    use core::arch::x86_64::*;
+    let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps::<1>(d, d)))
+}
+
 // AVX-512: 32 registers, so up to 8 channels × 3 vectors (or 6 × 4)
 // accumulators, the vectors of one tap and a broadcast weight.
 direct_impl!(
@@ -298,6 +431,11 @@ direct_impl!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     store_part_avx512,
+    load_part_avx512,
+    reduce_avx512,
+    8,
+    gemv_block_avx512,
+    gemv_avx512,
     [1 => 6, 2 => 6, 3 => 6, 4 => 6, 5 => 4, 6 => 4, 7 => 3, 8 => 3]
 );
 
@@ -319,6 +457,11 @@ direct_impl!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     store_part_avx2,
+    load_part_avx2,
+    reduce_avx2,
+    4,
+    gemv_block_avx2,
+    gemv_avx2,
     [1 => 4, 2 => 4, 3 => 4, 4 => 3, 5 => 2, 6 => 2]
 );
 
