@@ -7,10 +7,12 @@
 //! in one arena when a plan is built.
 
 pub mod autodiff;
+pub mod fuse_training;
 pub mod infer_shapes;
 pub mod plan_memory;
 pub mod verify;
 
 pub use autodiff::{JointGraph, autodiff, autodiff_with_input_grads};
+pub use fuse_training::fuse_training;
 pub use infer_shapes::infer_shapes;
 pub use verify::verify;
