@@ -20,7 +20,7 @@ use kiln_compiler::codes::{code_str, parse_code};
 use kiln_compiler::diag::Diagnostics;
 use kiln_compiler::emit::cpu::TypeInfo;
 use kiln_compiler::passes::plan_memory::MemoryPlan;
-use kiln_compiler::passes::{autodiff, fuse_for_inference};
+use kiln_compiler::passes::{autodiff, fuse_for_inference, fuse_training};
 use kiln_compiler::summary::{Report, kernel_counts};
 use kiln_compiler::{CheckedNetwork, frontend, plan, render};
 use std::path::{Path, PathBuf};
@@ -108,7 +108,7 @@ enum GraphStage {
     Shaped,
     /// After `fuse_for_inference`.
     Fused,
-    /// The joint forward + backward graph from autodiff.
+    /// The joint forward + backward graph from autodiff, fused for training.
     Training,
 }
 
@@ -279,7 +279,7 @@ fn graph(file: &Path, format: Option<GraphFormat>, stage: GraphStage) -> ExitCod
         let g = match stage {
             GraphStage::Parsed | GraphStage::Shaped => n.graph.clone(),
             GraphStage::Fused => fuse_for_inference(&n.graph),
-            GraphStage::Training => match autodiff(&n.graph) {
+            GraphStage::Training => match autodiff(&n.graph).and_then(|j| fuse_training(&j)) {
                 Ok(j) => j.graph,
                 Err(d) => {
                     let source = std::fs::read_to_string(file).unwrap_or_default();
