@@ -129,7 +129,7 @@ macro_rules! check {
             .map(|i| ((i * 7919) % 255) as f32 / 255.0)
             .collect();
         let name = stringify!($net);
-        let mut forward = |net: &mut $net, n: usize, what: &str| {
+        let forward = |net: &mut $net, n: usize, what: &str| {
             let input = &x[..n * <$net>::INPUT_LEN];
             let mut sum = 0.0;
             let calls = heap_calls(|| {

@@ -2,7 +2,10 @@
 //!
 //! [`check`] reads like a table of contents: lower, verify, infer shapes,
 //! verify, summarize. With `KILN_DEBUG=<pass>` (`lower`, `infer_shapes`, or
-//! `all`) the graph is printed to stderr after that pass.
+//! `all`; a comma-separated list names several) the graph is printed to
+//! stderr after that pass. The inference rewrites that follow a check are
+//! [`crate::passes::fuse_for_inference`], which dumps the same way after
+//! each of its passes.
 
 use crate::ast;
 use crate::diag::Diagnostics;

@@ -109,6 +109,62 @@ pub fn kernel_count(graph: &Graph, stage: Stage) -> usize {
         .count()
 }
 
+/// The kernels a network runs at each stage of compilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KernelCounts {
+    /// The shaped graph, as lowered, at inference.
+    pub shaped: usize,
+    /// The graph after [`fuse_for_inference`](crate::passes::fuse_for_inference).
+    pub fused: usize,
+    /// The joint forward + backward graph of a training step (`None`
+    /// without a loss head, or with an op that has no gradient).
+    pub training: Option<usize>,
+}
+
+/// The kernel counts of a shaped, verified `graph`: as it is, fused for
+/// inference, and differentiated for training.
+pub fn kernel_counts(graph: &Graph) -> KernelCounts {
+    KernelCounts {
+        shaped: kernel_count(graph, Stage::Inference),
+        fused: kernel_count(&crate::passes::fuse_for_inference(graph), Stage::Inference),
+        training: crate::passes::autodiff(graph)
+            .ok()
+            .map(|j| kernel_count(&j.graph, Stage::Training)),
+    }
+}
+
+impl KernelCounts {
+    /// The counts as one line: `kernels: 68 shaped, 23 fused, 199 training`.
+    pub fn line(&self) -> String {
+        let training = match self.training {
+            Some(t) => format!("{t} training"),
+            None => "no training graph".into(),
+        };
+        format!(
+            "kernels: {} shaped, {} fused, {training}",
+            self.shaped, self.fused
+        )
+    }
+}
+
+/// A summary with its kernel counts, as `kilnc summary --format json`
+/// prints it: the [`Summary`]'s fields and `kernels`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<'a> {
+    /// The per-layer summary.
+    #[serde(flatten)]
+    pub summary: &'a Summary,
+    /// The kernels per stage.
+    pub kernels: KernelCounts,
+}
+
+impl Report<'_> {
+    /// The report as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
 /// The multiply-adds per example of `node` computing `op` (the node's own
 /// op, or a fused kernel's anchor).
 fn macs(graph: &Graph, node: &Node, op: &Op) -> u64 {

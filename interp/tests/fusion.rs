@@ -6,15 +6,17 @@
 //! relative. Models written for 224×224 inputs run at a smaller input where
 //! their layers allow (global pooling makes the head size-independent), so
 //! the whole zoo runs in the interpreter in seconds. Each row also states
-//! the kernel counts before and after fusion.
+//! the kernel counts before and after fusion. The compiler's pass
+//! filetests (`compiler/tests/ir/`) run through every pass alone, too.
 
+use kiln_compiler::diag::Diagnostics;
 use kiln_compiler::ir::Graph;
-use kiln_compiler::passes::try_fuse_for_inference;
+use kiln_compiler::passes::{self, try_fuse_for_inference};
 use kiln_compiler::summary::{Stage, kernel_count};
-use kiln_interp::{Feed, Mode, random_params, random_tensor, run};
+use kiln_interp::{Feed, Mode, Params, random_params, random_tensor, run};
 
 /// Compiles zoo model `name` with its input replaced by `input` (or as
-/// written, if `None`), fuses it, runs both graphs at batch 2 and compares
+/// written, if `None`), fuses it, runs both graphs and compares
 /// the outputs; checks the kernel counts `(shaped, fused)` against `expect`.
 fn check(name: &str, input: Option<&str>, expect: (usize, usize)) {
     let path = format!("{}/../models/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
@@ -45,8 +47,22 @@ fn check(name: &str, input: Option<&str>, expect: (usize, usize)) {
         kernel_count(&fused, Stage::Inference),
     );
     assert_eq!(got, expect, "{name}: kernels (shaped, fused)");
-    let a = outputs(&shaped, 11);
-    let b = outputs(&fused, 11);
+    // Batch 2 checks the batch indexing of fused kernels; the models that
+    // run at a reduced input take batch 1 to keep the test short.
+    agree(name, &shaped, &fused, if input.is_none() { 2 } else { 1 });
+}
+
+/// Asserts that `before` and `after` compute the same outputs within 1e-5
+/// relative (to the output's largest magnitude, or the element's own).
+fn agree(name: &str, before: &Graph, after: &Graph, batch: usize) {
+    assert_eq!(
+        param_set(before),
+        param_set(after),
+        "{name}: the parameters (name, shape, role)"
+    );
+    let params = random_params::<f64>(before, 11);
+    let a = outputs(before, batch, &params);
+    let b = outputs(after, batch, &params);
     assert_eq!(a.len(), b.len(), "{name}: output count");
     for ((port, x), (_, y)) in a.iter().zip(&b) {
         let scale = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -60,12 +76,25 @@ fn check(name: &str, input: Option<&str>, expect: (usize, usize)) {
     }
 }
 
-/// Every output of `graph` at inference, batch 2, on seeded inputs and
-/// parameters drawn from the unfused graph's names (the fused graph has
-/// the same ones).
-fn outputs(graph: &Graph, seed: u64) -> Vec<(String, Vec<f64>)> {
-    let mut params = random_params::<f64>(graph, seed);
-    let n = 2;
+/// Every parameter of `graph` as `name shape role`, sorted: a fused
+/// graph lists its parameters in another node order (a fused kernel sits
+/// where its last step was), so the layout is compared as a set.
+fn param_set(graph: &Graph) -> Vec<String> {
+    let mut v: Vec<String> = graph
+        .node_ids()
+        .into_iter()
+        .flat_map(|id| graph.node(id).params.clone())
+        .map(|p| format!("{} {} {:?}", p.name, p.shape, p.role))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every output of `graph` at inference, batch `n`, on seeded inputs, with
+/// `params`.
+fn outputs(graph: &Graph, n: usize, params: &Params<f64>) -> Vec<(String, Vec<f64>)> {
+    let mut params = params.clone();
+    let seed = 11;
     let mut feed = Feed::new(n, Mode::Inference);
     for (k, p) in graph.inputs().iter().enumerate() {
         let len = n * graph.shape(p.value).map_or(0, |s| s.numel()) as usize;
@@ -82,6 +111,44 @@ fn outputs(graph: &Graph, seed: u64) -> Vec<(String, Vec<f64>)> {
             )
         })
         .collect()
+}
+
+/// A pass as the compiler exports it.
+type Pass = fn(&Graph) -> Result<Graph, Diagnostics>;
+
+/// Every pass alone, and the whole pipeline, on each pass filetest's
+/// network.
+#[test]
+fn pass_filetests() {
+    let dir = format!("{}/../compiler/tests/ir", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("compiler/tests/ir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let all: [(&str, Pass); 6] = [
+        ("eliminate_dead", passes::eliminate_dead),
+        ("fold_constants", passes::fold_constants),
+        ("fold_batch_norm", passes::fold_batch_norm),
+        ("fuse_epilogues", passes::fuse_epilogues),
+        ("fuse_elementwise", passes::fuse_elementwise),
+        ("fuse_for_inference", try_fuse_for_inference),
+    ];
+    for file in &files {
+        let yaml = std::fs::read_to_string(file).expect("filetest");
+        let module = kiln_compiler::frontend::parse_yaml(&yaml).expect("filetest parses");
+        let graph = kiln_compiler::check(&module)
+            .expect("filetest checks")
+            .remove(0)
+            .graph;
+        for (pass, run) in all {
+            let name = format!("{} after {pass}", file.display());
+            let after = run(&graph).unwrap_or_else(|_| panic!("{name}: the pass failed"));
+            agree(&name, &graph, &after, 2);
+        }
+    }
 }
 
 #[test]

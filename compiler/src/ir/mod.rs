@@ -470,8 +470,9 @@ fn escape(s: &str) -> String {
 
 impl fmt::Display for Graph {
     /// The stable text dump: one line per node in insertion order,
-    /// `%out: shape = name: op(%in, ...) {attrs}`, then its parameters, then
-    /// the outputs and the loss head.
+    /// `%out: shape = name: op(%in, ...) {attrs}` (a fused kernel's op
+    /// written as [`Op::label`], `fused[conv2d +bn relu]`), then its
+    /// parameters, then the outputs and the loss head.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "graph {} {{", self.name)?;
         for id in self.node_ids() {

@@ -27,7 +27,7 @@ pub fn fuse_for_inference(graph: &Graph) -> Graph {
 /// The fused inference graph of a shaped, verified `graph`, or the
 /// internal error (`K0190`) of the pass that broke an IR invariant.
 pub fn try_fuse_for_inference(graph: &Graph) -> Result<Graph, Diagnostics> {
-    verify(graph, "infer_shapes", true)?;
+    verify(graph, "check (the input of fuse_for_inference)", true)?;
     let g = step(graph, "eliminate_dead", eliminate_dead)?;
     let g = step(&g, "fold_constants", fold_constants)?;
     let g = step(&g, "fold_batch_norm", fold_batch_norm)?;

@@ -273,7 +273,9 @@ fn build_training(
     buffers: &[TensorSlot],
 ) -> Option<TrainRoutine> {
     let loss_node = graph.loss()?;
+    // Training-mode fusion (batch norm → ReLU backward) on the joint graph.
     let joint = crate::passes::autodiff(graph).ok()?;
+    let joint = crate::passes::fuse_training(&joint).ok()?;
     let g = &joint.graph;
     let order = g.topo_order()?;
     // The joint graph's forward nodes carry the same tensors by name.

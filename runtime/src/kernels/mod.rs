@@ -22,3 +22,4 @@ pub mod parallel;
 pub mod pool;
 pub mod softmax;
 pub mod upsample;
+pub mod winograd;
