@@ -338,3 +338,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod option_tests {
+    //! The file form's plan options.
+
+    use super::FileArgs;
+
+    /// Parses the file form's arguments `input` and checks the options
+    /// (`fuse`, `prepack`) or the error message against `expect`.
+    fn check(input: &str, expect: Result<(bool, bool), &str>) {
+        let tokens: proc_macro2::TokenStream = input.parse().expect("tokens");
+        let got = syn::parse2::<FileArgs>(tokens)
+            .and_then(|a| a.options())
+            .map(|o| (o.fuse, o.prepack))
+            .map_err(|e| e.to_string());
+        assert_eq!(got, expect.map_err(str::to_string), "{input}");
+    }
+
+    #[test]
+    fn file_form_options() {
+        check(r#""m.yaml""#, Ok((true, true)));
+        check(r#""m.yaml","#, Ok((true, true)));
+        check(r#""m.yaml", fuse = false"#, Ok((false, true)));
+        check(
+            r#""m.yaml", prepack = false, fuse = true"#,
+            Ok((true, false)),
+        );
+        check(
+            r#""m.yaml", fold = false"#,
+            Err("network!: unknown option `fold` (expected `fuse` or `prepack`)"),
+        );
+        check(
+            r#""m.yaml", fuse = false, fuse = true"#,
+            Err("network!: option `fuse` given twice"),
+        );
+    }
+}
