@@ -7,7 +7,8 @@
 //! [`kiln_interp::random_params`] (non-trivial batch-norm running
 //! statistics), written into the generated type by name, and read back from
 //! its `params()` for the interpreter, which runs in `f64` on the same `f32`
-//! values. Every output element must agree within `1e-4` of the reference
+//! values (after a first forward on other values, so that the prepared
+//! tensors are recomputed from the new ones). Every output element must agree within `1e-4` of the reference
 //! tensor's largest magnitude (relative to the tensor's scale, so that
 //! elements near zero do not demand more than `f32` can give). Each case
 //! runs at batch 1, at batch 3, and with 2 examples in a batch-3 network.
@@ -130,7 +131,13 @@ macro_rules! case {
     };
     (@run $test:ident, $ty:ident, $seed:expr, $graph:ident) => {
         let mut run = |batch: usize, seed: u64, x: &[f32]| {
+            // A first forward on other parameters computes the prepared
+            // tensors (folded batch norm, packed weights); writing new ones
+            // through `params_mut` must make the next forward recompute
+            // them.
             let mut net = $ty::with_params($ty::zeroed_params(), batch);
+            fill(&$graph, net.params_mut(), seed ^ 0xdead);
+            net.forward(x).unwrap();
             let params = fill(&$graph, net.params_mut(), seed);
             (net.forward(x).unwrap().to_vec(), params)
         };
@@ -259,5 +266,39 @@ case!(conv_bn_relu_chain, Net, 66, {
     network Net(x: [3, 8, 8]) -> out {
         x.conv2d(4, k = 3, p = same, bias = false).batch_norm().relu()
          .conv2d(4, k = 3, s = 2, p = 1).batch_norm().relu().global_avg_pool().linear(3).softmax()
+    }
+});
+case!(conv_bias_bn_relu, Net, 67, {
+    network Net(x: [3, 6, 6]) -> out { x.conv2d(5, k = 3, p = 1).batch_norm().relu() }
+});
+case!(linear_bn_relu, Net, 68, { network Net(x: [9]) -> out { x.linear(6).batch_norm().relu().linear(3) } });
+case!(linear_nobias_bn, Net, 69, { network Net(x: [9]) -> out { x.linear(6, bias = false).batch_norm() } });
+case!(lone_batch_norm_relu, Net, 70, { network Net(x: [3, 4, 4]) -> out { x.batch_norm().relu() } });
+case!(activation_chain_on_input, Net, 71, { network Net(x: [10]) -> out { x.tanh().relu().sigmoid() } });
+case!(activation_chain_after_conv, Net, 72, {
+    network Net(x: [3, 5, 5]) -> out { x.conv2d(4, k = 3, p = 1).relu().sigmoid().elu(alpha = 0.5) }
+});
+case!(conv_two_residuals, Net, 73, {
+    network Net(x: [3, 6, 6]) -> out {
+        let a = x.conv2d(3, k = 3, p = 1, bias = false).batch_norm();
+        (a + x + x).relu()
+    }
+});
+case!(linear_residual, Net, 74, {
+    network Net(x: [7]) -> out {
+        let a = x.linear(7).batch_norm();
+        (a + x).tanh()
+    }
+});
+case!(add_then_chain, Net, 75, {
+    network Net(x: [2, 4, 4]) -> out {
+        let a = x.relu();
+        let b = x.sigmoid();
+        (a + b).relu().tanh()
+    }
+});
+case!(packed_stem, Net, 76, {
+    network Net(x: [3, 20, 20]) -> out {
+        x.conv2d(24, k = 7, s = 2, p = 3, bias = false).batch_norm().relu().max_pool2d(3, s = 2, p = 1)
     }
 });

@@ -19,6 +19,7 @@ use quote::{quote, quote_spanned};
 use kiln_compiler::ast::{Loc, Module};
 use kiln_compiler::diag::Diagnostics;
 use kiln_compiler::frontend;
+use kiln_compiler::plan::PlanOptions;
 
 /// Compiles a network description into a Rust type.
 ///
@@ -44,7 +45,12 @@ use kiln_compiler::frontend;
 /// ```
 ///
 /// The file form reads the path relative to the calling crate's
-/// `CARGO_MANIFEST_DIR`, and rebuilds when the file changes.
+/// `CARGO_MANIFEST_DIR`, and rebuilds when the file changes. It takes the
+/// plan's options after the path: `fuse = false` compiles inference from
+/// the unfused graph (one kernel per op), `prepack = false` reads
+/// convolution weights as stored instead of packing them once (both are on
+/// by default; the speed comparison in `examples/fusion_speed.rs` uses
+/// them).
 #[proc_macro]
 pub fn network(input: TokenStream) -> TokenStream {
     expand(input.into()).into()
@@ -52,13 +58,21 @@ pub fn network(input: TokenStream) -> TokenStream {
 
 /// The expansion, on `proc_macro2` tokens.
 fn expand(input: TokenStream2) -> TokenStream2 {
-    if let Ok(path) = syn::parse2::<syn::LitStr>(input.clone()) {
-        return expand_file(&path);
+    if let Ok(args) = syn::parse2::<FileArgs>(input.clone()) {
+        return match args.options() {
+            Ok(options) => expand_file(&args.path, &options),
+            Err(e) => e.to_compile_error(),
+        };
     }
     let parsed = frontend::tokens::parse(input);
     let mut out = errors(&parsed.diagnostics, None);
     let failed = parsed.diagnostics.has_errors();
-    let (types, diags) = types(&parsed.module, failed, Span::call_site());
+    let (types, diags) = types(
+        &parsed.module,
+        failed,
+        Span::call_site(),
+        &PlanOptions::default(),
+    );
     out.extend(errors(&diags, None));
     out.extend(types);
     for stub in &parsed.stubs {
@@ -69,8 +83,62 @@ fn expand(input: TokenStream2) -> TokenStream2 {
     out
 }
 
-/// The file form: `network!("models/lenet5.yaml")`.
-fn expand_file(lit: &syn::LitStr) -> TokenStream2 {
+/// The file form's arguments: the path, then optional `name = bool` plan
+/// options (`fuse`, `prepack`), as in
+/// `network!("models/resnet18.yaml", fuse = false)`.
+struct FileArgs {
+    path: syn::LitStr,
+    options: Vec<(syn::Ident, syn::LitBool)>,
+}
+
+impl syn::parse::Parse for FileArgs {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let path = input.parse()?;
+        let mut options = Vec::new();
+        while !input.is_empty() {
+            input.parse::<syn::Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let name: syn::Ident = input.parse()?;
+            input.parse::<syn::Token![=]>()?;
+            options.push((name, input.parse()?));
+        }
+        Ok(FileArgs { path, options })
+    }
+}
+
+impl FileArgs {
+    /// The plan options, or an error at the first unknown or repeated name.
+    fn options(&self) -> syn::Result<PlanOptions> {
+        let mut options = PlanOptions::default();
+        let mut seen = Vec::new();
+        for (name, value) in &self.options {
+            let key = name.to_string();
+            if seen.contains(&key) {
+                return Err(syn::Error::new(
+                    name.span(),
+                    format!("network!: option `{key}` given twice"),
+                ));
+            }
+            match key.as_str() {
+                "fuse" => options.fuse = value.value,
+                "prepack" => options.prepack = value.value,
+                _ => {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!("network!: unknown option `{key}` (expected `fuse` or `prepack`)"),
+                    ));
+                }
+            }
+            seen.push(key);
+        }
+        Ok(options)
+    }
+}
+
+/// The file form: `network!("models/lenet5.yaml")`, with plan options.
+fn expand_file(lit: &syn::LitStr, options: &PlanOptions) -> TokenStream2 {
     let span = lit.span();
     let rel = lit.value();
     let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") else {
@@ -91,7 +159,7 @@ fn expand_file(lit: &syn::LitStr) -> TokenStream2 {
     // Makes cargo rebuild the caller when the file changes.
     let mut out = quote_spanned!(span=> const _: &str = ::core::include_str!(#abs););
     out.extend(errors(&diags, Some((&rel, span))));
-    let (types, check_diags) = types(&module, diags.has_errors(), span);
+    let (types, check_diags) = types(&module, diags.has_errors(), span, options);
     out.extend(errors(&check_diags, Some((&rel, span))));
     out.extend(types);
     out
@@ -138,7 +206,12 @@ fn ident(name: &str, span: Span) -> Option<syn::Ident> {
 /// The generated types of `module`: checked by the compiler's pipeline when
 /// the front-end found no error, stubs otherwise. Returns the tokens and the
 /// pipeline's diagnostics (to be reported by the caller).
-fn types(module: &Module, failed: bool, file_span: Span) -> (TokenStream2, Diagnostics) {
+fn types(
+    module: &Module,
+    failed: bool,
+    file_span: Span,
+    options: &PlanOptions,
+) -> (TokenStream2, Diagnostics) {
     let span_of = |loc: Loc| match loc {
         Loc::Macro(span) => span,
         _ => file_span,
@@ -178,7 +251,7 @@ fn types(module: &Module, failed: bool, file_span: Span) -> (TokenStream2, Diagn
             public: net.public,
             span,
         };
-        let program = kiln_compiler::plan::build(&done.graph);
+        let program = kiln_compiler::plan::build_with(&done.graph, options);
         match kiln_compiler::emit::cpu::emit(&program, &info) {
             Ok(tokens) => out.extend(tokens),
             Err(d) => {
@@ -263,5 +336,42 @@ mod tests {
         for (input, expect) in cases {
             check(input, expect);
         }
+    }
+}
+
+#[cfg(test)]
+mod option_tests {
+    //! The file form's plan options.
+
+    use super::FileArgs;
+
+    /// Parses the file form's arguments `input` and checks the options
+    /// (`fuse`, `prepack`) or the error message against `expect`.
+    fn check(input: &str, expect: Result<(bool, bool), &str>) {
+        let tokens: proc_macro2::TokenStream = input.parse().expect("tokens");
+        let got = syn::parse2::<FileArgs>(tokens)
+            .and_then(|a| a.options())
+            .map(|o| (o.fuse, o.prepack))
+            .map_err(|e| e.to_string());
+        assert_eq!(got, expect.map_err(str::to_string), "{input}");
+    }
+
+    #[test]
+    fn file_form_options() {
+        check(r#""m.yaml""#, Ok((true, true)));
+        check(r#""m.yaml","#, Ok((true, true)));
+        check(r#""m.yaml", fuse = false"#, Ok((false, true)));
+        check(
+            r#""m.yaml", prepack = false, fuse = true"#,
+            Ok((true, false)),
+        );
+        check(
+            r#""m.yaml", fold = false"#,
+            Err("network!: unknown option `fold` (expected `fuse` or `prepack`)"),
+        );
+        check(
+            r#""m.yaml", fuse = false, fuse = true"#,
+            Err("network!: option `fuse` given twice"),
+        );
     }
 }

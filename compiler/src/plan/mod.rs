@@ -639,3 +639,6 @@ fn build_routine_keeping(
     let kept = keep.iter().map(|&v| at(v)).collect();
     (Routine { steps, memory }, ports, kept)
 }
+
+#[cfg(test)]
+mod tests;

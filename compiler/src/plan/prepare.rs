@@ -168,7 +168,7 @@ pub(super) fn prepare(program: &mut Program, options: &PlanOptions) {
             step.prepared.weight = Some(prepared.len() - 1);
             let bias_name = match bias {
                 Some(b) => program.params[b].name.clone(),
-                None => format!("{base}:bias"),
+                None => format!("{}.bias", base.strip_suffix(".weight").unwrap_or(base)),
             };
             prepared.push(Prepared {
                 name: format!("{bias_name}+{}", fb.layer),

@@ -290,8 +290,9 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
                 let prepared: &mut [f32] = &mut self.prepared;
                 let at = self.prepared_at;
                 let len = self.prepared_len;
-                // Packing does not depend on the number of examples.
-                let n = 1usize;
+                // Packed for the full batch (packing depends on the weights'
+                // geometry only, so partial batches read the same panels).
+                let n = self.batch;
                 #(#prep_compute)*
                 self.prepared_stale = false;
             }

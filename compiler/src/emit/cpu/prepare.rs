@@ -94,7 +94,7 @@ pub(super) fn prepared_code(program: &Program) -> PreparedCode {
                 };
                 (
                     quote!({
-                        let n = 1usize;
+                        let n = batch;
                         #k::conv::conv2d_packed_weights_len(kern, &#g)
                     }),
                     body,
