@@ -332,6 +332,101 @@ fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
     s.c_in * s.hp * s.wp + conv_direct::tail_len(&s)
 }
 
+/// Whether the weight gradient uses the direct backward-weight kernel of
+/// `kern`: the forward is direct with several output positions, the kernel
+/// is at most [`conv_direct::DIRECT_MAX_KW_BACKWARD`] wide, and the padded
+/// input fits in the scratch the GEMM path would use for its columns.
+fn uses_direct_backward_weight(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    kern.conv_direct_backward_weight.is_some()
+        && uses_direct(kern, g)
+        && g.stride == [1, 1]
+        && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
+        && g.kw <= conv_direct::DIRECT_MAX_KW_BACKWARD
+        && !g.is_plain_product()
+        && direct_scratch_len(g) <= col_len(g)
+}
+
+/// Copies image `x` (`c_in × h × w`) into the zero-padded plane of the
+/// direct kernels (`xp`: [`direct_scratch_len`] floats).
+fn pad_direct_input(g: &Conv2dGeometry, s: &DirectShape, x: &[f32], xp: &mut [f32]) {
+    if g.pad == [0; 4] {
+        // The input already is its padded plane: one copy, then the tail
+        // (zeros, though the kernels never store what they read there).
+        let len = g.c_in * g.h * g.w;
+        xp[..len].copy_from_slice(&x[..len]);
+        xp[len..].fill(0.0);
+    } else {
+        xp.fill(0.0);
+        for c in 0..g.c_in {
+            for iy in 0..g.h {
+                let dst = (c * s.hp + iy + g.pad[0]) * s.wp + g.pad[1];
+                xp[dst..dst + g.w]
+                    .copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+            }
+        }
+    }
+}
+
+/// [`backward_weight_direct`] over the thread pool: each task owns the
+/// gradient rows of some output channels and runs the whole batch for them,
+/// so every sum's order is the serial one.
+#[cfg(feature = "std")]
+fn backward_weight_direct_threaded(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    use super::gemm::{Slot, with_scratch};
+    use super::parallel::for_each_chunk_mut;
+    let taps = g.col_rows();
+    // Two channels per task: enough tasks for two threads at LeNet's 6 and
+    // 16 channels.
+    const CHANNELS: usize = 2;
+    let dw = &mut dw[..g.c_out * taps];
+    let len = direct_scratch_len(g);
+    for_each_chunk_mut(dw, CHANNELS * taps, g.flops() / 2, |t, rows| {
+        let co0 = t * CHANNELS;
+        let co1 = co0 + rows.len() / taps;
+        with_scratch(Slot::Conv, len, |scratch| {
+            backward_weight_direct(kern, g, x, dy, rows, (co0, co1), accumulate, scratch)
+        });
+    });
+}
+
+/// The direct weight gradient of output channels `co` (a range) over the
+/// whole batch, images in order, into `dw` (those channels' gradient rows);
+/// `scratch` holds [`direct_scratch_len`] floats.
+fn backward_weight_direct(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    co: (usize, usize),
+    accumulate: bool,
+    scratch: &mut [f32],
+) {
+    let Some(bw) = kern.conv_direct_backward_weight else {
+        unreachable!("backward_weight_direct: variant {} has none", kern.name)
+    };
+    let s = direct_shape(g);
+    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * s.oh * s.ow);
+    let xp = &mut scratch[..direct_scratch_len(g)];
+    for img in 0..g.n {
+        pad_direct_input(g, &s, &x[img * in_img..(img + 1) * in_img], xp);
+        let dyi = &dy[img * out_img..(img + 1) * out_img];
+        // SAFETY: the padded input has its tail, dy one image, dw the whole
+        // weight gradient (check_backward_weight); the shape is
+        // direct_shape's with stride 1, at most 16 channels and kw within
+        // the kernel's limit (uses_direct_backward_weight); the table
+        // checked the CPU's features.
+        unsafe { bw(&s, xp, dyi, dw, co, accumulate || img > 0) };
+    }
+}
+
 /// One step of a convolution's fused epilogue, applied in list order to each
 /// output value after the product.
 #[derive(Debug, Clone, Copy)]
@@ -947,22 +1042,7 @@ fn forward_direct_image(
     };
     let s = direct_shape(g);
     let xp = &mut scratch[..direct_scratch_len(g)];
-    if g.pad == [0; 4] {
-        // The input already is its padded plane: one copy, then the tail
-        // (zeros, though the kernel never stores what it reads there).
-        let len = g.c_in * g.h * g.w;
-        xp[..len].copy_from_slice(&x[..len]);
-        xp[len..].fill(0.0);
-    } else {
-        xp.fill(0.0);
-        for c in 0..g.c_in {
-            for iy in 0..g.h {
-                let dst = (c * s.hp + iy + g.pad[0]) * s.wp + g.pad[1];
-                xp[dst..dst + g.w]
-                    .copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
-            }
-        }
-    }
+    pad_direct_input(g, &s, x, xp);
     let (post, rest) = direct_post(epilogue);
     let y = &mut y[..g.c_out * s.oh * s.ow];
     // SAFETY: the buffers have the lengths the kernel's contract asks for
@@ -1526,6 +1606,10 @@ pub fn conv2d_backward_weight_serial(
         scratch.len(),
         conv2d_backward_scratch_len(kern, g),
     );
+    if uses_direct_backward_weight(kern, g) {
+        let all = (0, g.c_out);
+        return backward_weight_direct(kern, g, x, dy, dw, all, accumulate, scratch);
+    }
     let (col, pack) = scratch.split_at_mut(col_len(g));
     backward_weight_images(kern, g, x, dy, dw, accumulate, col, &mut Mm::Serial(pack));
 }
@@ -1547,6 +1631,9 @@ pub fn conv2d_backward_weight(
 ) {
     use super::gemm::{Slot, with_scratch};
     check_backward_weight(g, x, dy, dw);
+    if uses_direct_backward_weight(kern, g) {
+        return backward_weight_direct_threaded(kern, g, x, dy, dw, accumulate);
+    }
     with_scratch(Slot::Conv, col_len(g), |col| {
         backward_weight_images(kern, g, x, dy, dw, accumulate, col, &mut Mm::Threaded)
     });

@@ -13,7 +13,7 @@
 //! [`variants`] lists every variant this machine can run, best first; the
 //! property tests iterate over it.
 
-use super::conv_direct::{self, DirectKernel};
+use super::conv_direct::{self, DirectBackwardWeightKernel, DirectKernel};
 use super::gemm_micro;
 
 /// A GEMM microkernel: computes the `MR × NR` tile `C (+)= Ã·B̃` from a
@@ -67,6 +67,9 @@ pub struct Kernels {
     /// The direct convolution kernel for few output channels, where the
     /// variant has one (else convolutions use im2col + GEMM).
     pub conv_direct: Option<DirectKernel>,
+    /// The direct convolution's weight-gradient kernel, where the variant
+    /// has one.
+    pub conv_direct_backward_weight: Option<DirectBackwardWeightKernel>,
 }
 
 /// The portable variant: plain Rust that the compiler vectorizes for the
@@ -81,6 +84,7 @@ pub static PORTABLE: Kernels = Kernels {
     micro: gemm_micro::micro_portable,
     dot: gemm_micro::dot_portable,
     conv_direct: None,
+    conv_direct_backward_weight: None,
 };
 
 /// The AVX2+FMA variant (x86-64).
@@ -95,6 +99,7 @@ pub static AVX2: Kernels = Kernels {
     micro: gemm_micro::micro_avx2,
     dot: gemm_micro::dot_avx2,
     conv_direct: Some(conv_direct::direct_avx2),
+    conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx2),
 };
 
 /// The AVX-512F variant (x86-64).
@@ -109,6 +114,7 @@ pub static AVX512: Kernels = Kernels {
     micro: gemm_micro::micro_avx512,
     dot: gemm_micro::dot_avx512,
     conv_direct: Some(conv_direct::direct_avx512),
+    conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx512),
 };
 
 /// Every variant this machine can run, best first.
