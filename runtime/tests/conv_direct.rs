@@ -4,15 +4,17 @@
 //! dilation, 1 to 16 output channels so that every channel block and
 //! position group of the kernel is used), with the epilogue lists the kernel
 //! fuses in registers (bias, ReLU) and those it leaves to the copy-out
-//! (scale, other activations, residual); serial, threaded and 1-vs-2-thread
-//! results bit-identical.
+//! (scale, other activations, residual); the direct input gradient and
+//! weight gradient (overwriting and accumulating) the same way; serial, threaded and
+//! 1-vs-2-thread results bit-identical.
 
 mod ops_util;
 
 use kiln_runtime::activation::Activation;
 use kiln_runtime::kernels::conv::{
-    Conv2dGeometry, ConvEpilogue, conv2d_forward, conv2d_forward_scratch_len,
-    conv2d_forward_serial, uses_direct,
+    Conv2dGeometry, ConvEpilogue, conv2d_backward_data, conv2d_backward_data_serial,
+    conv2d_backward_scratch_len, conv2d_backward_weight, conv2d_backward_weight_serial,
+    conv2d_forward, conv2d_forward_scratch_len, conv2d_forward_serial, uses_direct,
 };
 use kiln_runtime::kernels::dispatch;
 use kiln_runtime::reference::conv as r;
@@ -73,6 +75,56 @@ fn check(g: &Conv2dGeometry, steps: &[Step], seed: u64) {
             let mut yt = vec![f32::NAN; g.output_len()];
             with_threads(threads, || conv2d_forward(kern, g, &x, &w, &epi, &mut yt));
             assert_bits_eq(&format!("{what} on {threads} threads"), &yt, &y);
+        }
+    }
+}
+
+/// Runs the input and weight gradients of geometry `g` through every
+/// variant (serial, threaded on 1 and 2 threads; the weight gradient
+/// overwriting and accumulating) and compares with the reference.
+fn check_backward(g: &Conv2dGeometry, seed: u64) {
+    let x = uniform(seed, g.input_len(), -1.0, 1.0);
+    let dy = uniform(seed + 1, g.output_len(), -1.0, 1.0);
+    let w = uniform(seed + 2, g.weight_len(), -1.0, 1.0);
+    let want_dx = r::conv2d_backward_data(g, &w, &dy);
+    let dx_atol = 4.0 * f32::EPSILON * (g.c_out * g.kh * g.kw) as f32;
+    for kern in dispatch::variants() {
+        let what = format!("{} backward-data {g:?}", kern.name);
+        let mut scratch = vec![f32::NAN; conv2d_backward_scratch_len(kern, g)];
+        let mut dx = vec![f32::NAN; g.input_len()];
+        conv2d_backward_data_serial(kern, g, &w, &dy, &mut dx, &mut scratch);
+        assert_close(&what, &dx, &want_dx, 1e-5, dx_atol);
+        for threads in [1, 2] {
+            let mut dxt = vec![f32::NAN; g.input_len()];
+            with_threads(threads, || conv2d_backward_data(kern, g, &w, &dy, &mut dxt));
+            assert_bits_eq(&format!("{what} on {threads} threads"), &dxt, &dx);
+        }
+    }
+    let want = r::conv2d_backward_weight(g, &x, &dy);
+    let terms = (g.n * g.out_h() * g.out_w()) as f32;
+    let atol = 4.0 * f32::EPSILON * terms;
+    for kern in dispatch::variants() {
+        let what = format!("{} backward-weight {g:?}", kern.name);
+        let mut scratch = vec![f32::NAN; conv2d_backward_scratch_len(kern, g)];
+        let mut dw = vec![f32::NAN; g.weight_len()];
+        conv2d_backward_weight_serial(kern, g, &x, &dy, &mut dw, false, &mut scratch);
+        assert_close(&what, &dw, &want, 1e-5, atol);
+        let mut twice = dw.clone();
+        conv2d_backward_weight_serial(kern, g, &x, &dy, &mut twice, true, &mut scratch);
+        let doubled: Vec<f32> = want.iter().map(|v| 2.0 * v).collect();
+        assert_close(
+            &format!("{what} accumulated"),
+            &twice,
+            &doubled,
+            1e-5,
+            2.0 * atol,
+        );
+        for threads in [1, 2] {
+            let mut dwt = vec![f32::NAN; g.weight_len()];
+            with_threads(threads, || {
+                conv2d_backward_weight(kern, g, &x, &dy, &mut dwt, false)
+            });
+            assert_bits_eq(&format!("{what} on {threads} threads"), &dwt, &dw);
         }
     }
 }
@@ -150,6 +202,11 @@ proptest! {
     fn direct_conv_matches_reference(g in geometry(), steps in steps(), seed in any::<u64>()) {
         check(&g, &steps, seed);
     }
+
+    #[test]
+    fn direct_backward_matches_reference(g in geometry(), seed in any::<u64>()) {
+        check_backward(&g, seed);
+    }
 }
 
 #[test]
@@ -171,5 +228,6 @@ fn lenet_layers_take_the_direct_path_and_match_the_reference() {
         }
         check(&g, &[Step::Bias, Step::Act(Activation::Relu)], 7);
         check(&g, &[Step::Bias], 8);
+        check_backward(&g, 9);
     }
 }

@@ -332,6 +332,227 @@ fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
     s.c_in * s.hp * s.wp + conv_direct::tail_len(&s)
 }
 
+/// The direct kernel's shape for the input gradient of `g`: a stride-1
+/// correlation of the output gradient, padded by `(k − 1)·d − pad` on each
+/// side, with the weights flipped and their channel roles swapped.
+fn direct_transposed_shape(g: &Conv2dGeometry) -> DirectShape {
+    let (eh, ew) = ((g.kh - 1) * g.dilation[0], (g.kw - 1) * g.dilation[1]);
+    DirectShape {
+        c_in: g.c_out,
+        c_out: g.c_in,
+        kh: g.kh,
+        kw: g.kw,
+        dilation: g.dilation,
+        hp: g.out_h() + 2 * eh - g.pad[0] - g.pad[2],
+        wp: g.out_w() + 2 * ew - g.pad[1] - g.pad[3],
+        oh: g.h,
+        ow: g.w,
+    }
+}
+
+/// Scratch of the direct input gradient: the flipped weights, then the
+/// padded output gradient with its tail.
+fn direct_backward_data_scratch_len(g: &Conv2dGeometry) -> usize {
+    let s = direct_transposed_shape(g);
+    g.weight_len() + s.c_in * s.hp * s.wp + conv_direct::tail_len(&s)
+}
+
+/// Whether the input gradient uses the direct kernel of `kern` (as a
+/// correlation of the padded output gradient): the forward is direct with
+/// several output positions, at most 16 input channels, no padding beyond
+/// the dilated kernel's reach, and the scratch of the GEMM path suffices.
+fn uses_direct_backward_data(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    let (eh, ew) = ((g.kh - 1) * g.dilation[0], (g.kw - 1) * g.dilation[1]);
+    kern.conv_direct.is_some()
+        && uses_direct(kern, g)
+        && g.stride == [1, 1]
+        && !g.is_plain_product()
+        && g.c_in <= conv_direct::DIRECT_MAX_C_OUT
+        && g.pad[0].max(g.pad[2]) <= eh
+        && g.pad[1].max(g.pad[3]) <= ew
+        && direct_backward_data_scratch_len(g) <= conv2d_backward_scratch_len(kern, g)
+}
+
+/// Flips the OIHW weights of `g` into the transposed kernel's layout
+/// `wt[c][co][kh − 1 − r][kw − 1 − q] = w[co][c][r][q]`.
+fn flip_weights(g: &Conv2dGeometry, w: &[f32], wt: &mut [f32]) {
+    let taps = g.kh * g.kw;
+    for co in 0..g.c_out {
+        for c in 0..g.c_in {
+            let src = &w[(co * g.c_in + c) * taps..(co * g.c_in + c + 1) * taps];
+            let dst = &mut wt[(c * g.c_out + co) * taps..(c * g.c_out + co + 1) * taps];
+            for (d, v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *v;
+            }
+        }
+    }
+}
+
+/// The direct input gradient of one image: pad `dy` into `xp`, then the
+/// direct kernel with the flipped weights `wt` straight into `dx`.
+fn backward_data_direct_image(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    wt: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    xp: &mut [f32],
+) {
+    let Some(direct) = kern.conv_direct else {
+        unreachable!("backward_data_direct_image: variant {} has none", kern.name)
+    };
+    let s = direct_transposed_shape(g);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let top = (g.kh - 1) * g.dilation[0] - g.pad[0];
+    let left = (g.kw - 1) * g.dilation[1] - g.pad[1];
+    xp.fill(0.0);
+    for co in 0..g.c_out {
+        for oy in 0..oh {
+            let dst = (co * s.hp + oy + top) * s.wp + left;
+            xp[dst..dst + ow].copy_from_slice(&dy[(co * oh + oy) * ow..(co * oh + oy + 1) * ow]);
+        }
+    }
+    // SAFETY: the padded gradient has its tail, the flipped weights are
+    // c_in × c_out × kh × kw, dx is one image; the shape is consistent
+    // (direct_transposed_shape) with at most 16 output channels
+    // (uses_direct_backward_data); the table checked the CPU's features.
+    unsafe { direct(&s, xp, wt, DirectPost::default(), dx) };
+}
+
+/// The direct input gradient of the whole batch, images over the thread
+/// pool when worth it (each image's values come from one task, so the bits
+/// do not depend on the thread count); `scratch` holds
+/// [`direct_backward_data_scratch_len`] floats when `threaded` is false.
+fn backward_data_direct(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+    threaded: bool,
+) {
+    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
+    let (wt, rest) = scratch.split_at_mut(g.weight_len());
+    flip_weights(g, w, wt);
+    let dx = &mut dx[..g.input_len()];
+    #[cfg(feature = "std")]
+    if threaded {
+        use super::gemm::{Slot, with_scratch};
+        use super::parallel::for_each_chunk_mut;
+        let len = direct_backward_data_scratch_len(g) - g.weight_len();
+        let wt = &*wt;
+        for_each_chunk_mut(dx, in_img, g.flops() / 2, |img, dxi| {
+            with_scratch(Slot::Conv, len, |xp| {
+                let dyi = &dy[img * out_img..(img + 1) * out_img];
+                backward_data_direct_image(kern, g, wt, dyi, dxi, xp)
+            });
+        });
+        return;
+    }
+    let _ = threaded;
+    let xp = &mut rest[..direct_backward_data_scratch_len(g) - g.weight_len()];
+    for (img, dxi) in dx.chunks_exact_mut(in_img).enumerate() {
+        let dyi = &dy[img * out_img..(img + 1) * out_img];
+        backward_data_direct_image(kern, g, wt, dyi, dxi, xp);
+    }
+}
+
+/// Whether the weight gradient uses the direct backward-weight kernel of
+/// `kern`: the forward is direct with several output positions, the kernel
+/// is at most [`conv_direct::DIRECT_MAX_KW_BACKWARD`] wide, and the padded
+/// input fits in the scratch the GEMM path would use for its columns.
+fn uses_direct_backward_weight(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    kern.conv_direct_backward_weight.is_some()
+        && uses_direct(kern, g)
+        && g.stride == [1, 1]
+        && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
+        && g.kw <= conv_direct::DIRECT_MAX_KW_BACKWARD
+        && !g.is_plain_product()
+        && direct_scratch_len(g) <= col_len(g)
+}
+
+/// Copies image `x` (`c_in × h × w`) into the zero-padded plane of the
+/// direct kernels (`xp`: [`direct_scratch_len`] floats).
+fn pad_direct_input(g: &Conv2dGeometry, s: &DirectShape, x: &[f32], xp: &mut [f32]) {
+    if g.pad == [0; 4] {
+        // The input already is its padded plane: one copy, then the tail
+        // (zeros, though the kernels never store what they read there).
+        let len = g.c_in * g.h * g.w;
+        xp[..len].copy_from_slice(&x[..len]);
+        xp[len..].fill(0.0);
+    } else {
+        xp.fill(0.0);
+        for c in 0..g.c_in {
+            for iy in 0..g.h {
+                let dst = (c * s.hp + iy + g.pad[0]) * s.wp + g.pad[1];
+                xp[dst..dst + g.w]
+                    .copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+            }
+        }
+    }
+}
+
+/// [`backward_weight_direct`] over the thread pool: each task owns the
+/// gradient rows of some output channels and runs the whole batch for them,
+/// so every sum's order is the serial one.
+#[cfg(feature = "std")]
+fn backward_weight_direct_threaded(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    use super::gemm::{Slot, with_scratch};
+    use super::parallel::for_each_chunk_mut;
+    let taps = g.col_rows();
+    // Two channels per task: enough tasks for two threads at LeNet's 6 and
+    // 16 channels.
+    const CHANNELS: usize = 2;
+    let dw = &mut dw[..g.c_out * taps];
+    let len = direct_scratch_len(g);
+    for_each_chunk_mut(dw, CHANNELS * taps, g.flops() / 2, |t, rows| {
+        let co0 = t * CHANNELS;
+        let co1 = co0 + rows.len() / taps;
+        with_scratch(Slot::Conv, len, |scratch| {
+            backward_weight_direct(kern, g, x, dy, rows, (co0, co1), accumulate, scratch)
+        });
+    });
+}
+
+/// The direct weight gradient of output channels `co` (a range) over the
+/// whole batch, images in order, into `dw` (those channels' gradient rows);
+/// `scratch` holds [`direct_scratch_len`] floats.
+fn backward_weight_direct(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    co: (usize, usize),
+    accumulate: bool,
+    scratch: &mut [f32],
+) {
+    let Some(bw) = kern.conv_direct_backward_weight else {
+        unreachable!("backward_weight_direct: variant {} has none", kern.name)
+    };
+    let s = direct_shape(g);
+    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * s.oh * s.ow);
+    let xp = &mut scratch[..direct_scratch_len(g)];
+    for img in 0..g.n {
+        pad_direct_input(g, &s, &x[img * in_img..(img + 1) * in_img], xp);
+        let dyi = &dy[img * out_img..(img + 1) * out_img];
+        // SAFETY: the padded input has its tail, dy one image, dw the whole
+        // weight gradient (check_backward_weight); the shape is
+        // direct_shape's with stride 1, at most 16 channels and kw within
+        // the kernel's limit (uses_direct_backward_weight); the table
+        // checked the CPU's features.
+        unsafe { bw(&s, xp, dyi, dw, co, accumulate || img > 0) };
+    }
+}
+
 /// One step of a convolution's fused epilogue, applied in list order to each
 /// output value after the product.
 #[derive(Debug, Clone, Copy)]
@@ -947,22 +1168,7 @@ fn forward_direct_image(
     };
     let s = direct_shape(g);
     let xp = &mut scratch[..direct_scratch_len(g)];
-    if g.pad == [0; 4] {
-        // The input already is its padded plane: one copy, then the tail
-        // (zeros, though the kernel never stores what it reads there).
-        let len = g.c_in * g.h * g.w;
-        xp[..len].copy_from_slice(&x[..len]);
-        xp[len..].fill(0.0);
-    } else {
-        xp.fill(0.0);
-        for c in 0..g.c_in {
-            for iy in 0..g.h {
-                let dst = (c * s.hp + iy + g.pad[0]) * s.wp + g.pad[1];
-                xp[dst..dst + g.w]
-                    .copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
-            }
-        }
-    }
+    pad_direct_input(g, &s, x, xp);
     let (post, rest) = direct_post(epilogue);
     let y = &mut y[..g.c_out * s.oh * s.ow];
     // SAFETY: the buffers have the lengths the kernel's contract asks for
@@ -1403,6 +1609,9 @@ pub fn conv2d_backward_data_serial(
         scratch.len(),
         conv2d_backward_scratch_len(kern, g),
     );
+    if uses_direct_backward_data(kern, g) {
+        return backward_data_direct(kern, g, w, dy, dx, scratch, false);
+    }
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
     let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, true));
     let wts = prepare_weights(kern, g, w, true, pw);
@@ -1437,6 +1646,11 @@ pub fn conv2d_backward_data(
     use super::gemm::{Slot, with_scratch};
     use super::parallel::{for_each_chunk_mut, worth_parallel};
     check_backward_data(g, w, dy, dx);
+    if uses_direct_backward_data(kern, g) {
+        return with_scratch(Slot::Weights, g.weight_len(), |wt| {
+            backward_data_direct(kern, g, w, dy, dx, wt, true)
+        });
+    }
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
     let dx = &mut dx[..g.input_len()];
     let work = g.flops() / 2;
@@ -1539,6 +1753,10 @@ pub fn conv2d_backward_weight_serial(
         scratch.len(),
         conv2d_backward_scratch_len(kern, g),
     );
+    if uses_direct_backward_weight(kern, g) {
+        let all = (0, g.c_out);
+        return backward_weight_direct(kern, g, x, dy, dw, all, accumulate, scratch);
+    }
     let (col, pack) = scratch.split_at_mut(col_len(g));
     backward_weight_images(kern, g, x, dy, dw, accumulate, col, &mut Mm::Serial(pack));
 }
@@ -1560,6 +1778,9 @@ pub fn conv2d_backward_weight(
 ) {
     use super::gemm::{Slot, with_scratch};
     check_backward_weight(g, x, dy, dw);
+    if uses_direct_backward_weight(kern, g) {
+        return backward_weight_direct_threaded(kern, g, x, dy, dw, accumulate);
+    }
     with_scratch(Slot::Conv, col_len(g), |col| {
         backward_weight_images(kern, g, x, dy, dw, accumulate, col, &mut Mm::Threaded)
     });

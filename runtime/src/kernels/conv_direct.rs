@@ -81,6 +81,30 @@ pub struct DirectPost<'a> {
 pub type DirectKernel =
     unsafe fn(s: &DirectShape, x: &[f32], w: &[f32], post: DirectPost<'_>, y: &mut [f32]);
 
+/// Computes the weight gradient of output channels `co = (start, end)` for
+/// one image: `dw[co − start, c, r, q] (+)= Σ_{oy, ox} dy[co, oy, ox] ·
+/// x[c, oy + r·dh, ox + q·dw]`, from the padded input `x` (as for
+/// [`DirectKernel`]) and the image's output gradient `dy` (`c_out × oh ×
+/// ow`), into `dw`, the OIHW gradient rows of those channels; with
+/// `accumulate` the sums are added to `dw`, else they overwrite it. Each sum runs over the
+/// rows, the vectors of a row and then the lanes in a fixed order.
+///
+/// # Safety
+///
+/// As [`DirectKernel`], with `dw` holding the gradient rows of channels
+/// `start .. end`, `start ≤ end ≤ c_out` and `kw ≤` [`DIRECT_MAX_KW_BACKWARD`].
+pub type DirectBackwardWeightKernel = unsafe fn(
+    s: &DirectShape,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    co: (usize, usize),
+    accumulate: bool,
+);
+
+/// The widest kernel the backward-weight kernel keeps in registers.
+pub const DIRECT_MAX_KW_BACKWARD: usize = 7;
+
 /// Floats the kernel may read after the padded input: the last vector of
 /// the last row, at the last tap, ends up to `⌈ow / 16⌉·16 − ow` lanes past
 /// the plane's last output-reachable column.
@@ -113,7 +137,153 @@ macro_rules! direct_impl {
      $vec:ty, $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $max:ident,
      $store:ident, $store_part:ident, $load_part:ident, $reduce:ident, $rows:literal,
      $gemv_block:ident, $gemv:ident,
+     $bw_block:ident, $bw:ident, $bw_cb:literal,
      [$($cb:literal => $v:literal),*]) => {
+        /// Output channels `co0 .. co0 + CB`, kernel row `r` of input
+        /// channel `c`, all `Q` columns: `CB × Q` accumulators over every
+        /// position vector of the image, then reduced into `dw`.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn $bw_block<const CB: usize, const Q: usize>(
+            s: &DirectShape,
+            xp: *const f32,
+            dyp: *const f32,
+            dwp: *mut f32,
+            (co_start, co0): (usize, usize),
+            (c, r): (usize, usize),
+            accumulate: bool,
+        ) {
+            use core::arch::x86_64::*;
+            let plane = s.hp * s.wp;
+            let out_plane = s.oh * s.ow;
+            let taps = s.c_in * s.kh * s.kw;
+            let mut acc: [[$vec; Q]; CB] = [[$zero(); Q]; CB];
+            for oy in 0..s.oh {
+                let x_row = c * plane + (oy + r * s.dilation[0]) * s.wp;
+                let mut ox = 0;
+                while ox < s.ow {
+                    let width = (s.ow - ox).min($lanes);
+                    // SAFETY: dy reads stay in row oy of each channel's
+                    // plane; x reads start inside the padded plane and,
+                    // for a partial vector, read only `width` lanes (full
+                    // ones end within the tail).
+                    unsafe {
+                        let mut xv: [$vec; Q] = [$zero(); Q];
+                        let mut dv: [$vec; CB] = [$zero(); CB];
+                        if width == $lanes {
+                            for (q, v) in xv.iter_mut().enumerate() {
+                                *v = $load(xp.add(x_row + ox + q * s.dilation[1]));
+                            }
+                            for (k, v) in dv.iter_mut().enumerate() {
+                                *v = $load(dyp.add((co0 + k) * out_plane + oy * s.ow + ox));
+                            }
+                        } else {
+                            for (q, v) in xv.iter_mut().enumerate() {
+                                *v = $load_part(xp.add(x_row + ox + q * s.dilation[1]), width);
+                            }
+                            for (k, v) in dv.iter_mut().enumerate() {
+                                *v = $load_part(
+                                    dyp.add((co0 + k) * out_plane + oy * s.ow + ox),
+                                    width,
+                                );
+                            }
+                        }
+                        for (row_acc, d) in acc.iter_mut().zip(&dv) {
+                            for (a, v) in row_acc.iter_mut().zip(&xv) {
+                                *a = $fma(*d, *v, *a);
+                            }
+                        }
+                    }
+                    ox += $lanes;
+                }
+            }
+            for (k, row_acc) in acc.iter().enumerate() {
+                for (q, a) in row_acc.iter().enumerate() {
+                    let at = (co0 + k - co_start) * taps + (c * s.kh + r) * s.kw + q;
+                    let v = $reduce(*a);
+                    // SAFETY: co_start ≤ co0 + k < co_end and the tap index
+                    // is below taps, so `at` is inside the rows of dw.
+                    unsafe {
+                        if accumulate {
+                            *dwp.add(at) += v;
+                        } else {
+                            *dwp.add(at) = v;
+                        }
+                    }
+                }
+            }
+        }
+
+        /// The backward-weight kernel of this variant.
+        ///
+        /// # Safety
+        ///
+        /// As [`DirectBackwardWeightKernel`]; the CPU must support the
+        /// variant's instructions.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        pub unsafe fn $bw(
+            s: &DirectShape,
+            x: &[f32],
+            dy: &[f32],
+            dw: &mut [f32],
+            (co_start, co_end): (usize, usize),
+            accumulate: bool,
+        ) {
+            assert!(consistent(s) && s.c_out <= DIRECT_MAX_C_OUT, "direct conv: inconsistent shape {s:?}");
+            assert!(
+                (1..=DIRECT_MAX_KW_BACKWARD).contains(&s.kw),
+                "direct conv backward: kernel width {} above {DIRECT_MAX_KW_BACKWARD}",
+                s.kw
+            );
+            assert!(co_start <= co_end && co_end <= s.c_out, "direct conv backward: channel range");
+            let taps = s.c_in * s.kh * s.kw;
+            assert!(
+                x.len() >= s.c_in * s.hp * s.wp + tail_len(s),
+                "direct conv backward: short input"
+            );
+            assert!(dy.len() >= s.c_out * s.oh * s.ow, "direct conv backward: short gradient");
+            assert!(
+                dw.len() >= (co_end - co_start) * taps,
+                "direct conv backward: short weight gradient"
+            );
+            let (xp, dyp, dwp) = (x.as_ptr(), dy.as_ptr(), dw.as_mut_ptr());
+            let mut blocks = (co_end - co_start).div_ceil($bw_cb);
+            let mut co0 = co_start;
+            while co0 < co_end {
+                let cb = (co_end - co0).div_ceil(blocks);
+                for c in 0..s.c_in {
+                    for r in 0..s.kh {
+                        macro_rules! go {
+                            ($cbn:literal) => {
+                                // SAFETY: the buffers were checked above;
+                                // co0 + cb ≤ co_end and kw is in range.
+                                unsafe {
+                                    match s.kw {
+                                        1 => $bw_block::<$cbn, 1>(s, xp, dyp, dwp, (co_start, co0), (c, r), accumulate),
+                                        2 => $bw_block::<$cbn, 2>(s, xp, dyp, dwp, (co_start, co0), (c, r), accumulate),
+                                        3 => $bw_block::<$cbn, 3>(s, xp, dyp, dwp, (co_start, co0), (c, r), accumulate),
+                                        4 => $bw_block::<$cbn, 4>(s, xp, dyp, dwp, (co_start, co0), (c, r), accumulate),
+                                        5 => $bw_block::<$cbn, 5>(s, xp, dyp, dwp, (co_start, co0), (c, r), accumulate),
+                                        6 => $bw_block::<$cbn, 6>(s, xp, dyp, dwp, (co_start, co0), (c, r), accumulate),
+                                        _ => $bw_block::<$cbn, 7>(s, xp, dyp, dwp, (co_start, co0), (c, r), accumulate),
+                                    }
+                                }
+                            };
+                        }
+                        match cb {
+                            1 => go!(1),
+                            2 => go!(2),
+                            _ => go!(3),
+                        }
+                    }
+                }
+                co0 += cb;
+                blocks -= 1;
+            }
+        }
+
         /// Rows `co0 .. co0 + R` of the matrix-vector product
         /// `y[co] = post(Σ_k w[co·len + k] · x[k])`: `R` accumulators over
         /// the input in vectors (the last one partial), each reduced in a
@@ -436,6 +606,9 @@ direct_impl!(
     8,
     gemv_block_avx512,
     gemv_avx512,
+    bw_block_avx512,
+    direct_backward_weight_avx512,
+    3,
     [1 => 6, 2 => 6, 3 => 6, 4 => 6, 5 => 4, 6 => 4, 7 => 3, 8 => 3]
 );
 
@@ -462,6 +635,9 @@ direct_impl!(
     4,
     gemv_block_avx2,
     gemv_avx2,
+    bw_block_avx2,
+    direct_backward_weight_avx2,
+    1,
     [1 => 4, 2 => 4, 3 => 4, 4 => 3, 5 => 2, 6 => 2]
 );
 

@@ -13,7 +13,7 @@
 //! [`variants`] lists every variant this machine can run, best first; the
 //! property tests iterate over it.
 
-use super::conv_direct::{self, DirectKernel};
+use super::conv_direct::{self, DirectBackwardWeightKernel, DirectKernel};
 use super::gemm_micro;
 use super::winograd::{self, WinogradKernels};
 
@@ -70,6 +70,9 @@ pub struct Kernels {
     pub conv_direct: Option<DirectKernel>,
     /// The Winograd input and output transforms.
     pub winograd: WinogradKernels,
+    /// The direct convolution's weight-gradient kernel, where the variant
+    /// has one.
+    pub conv_direct_backward_weight: Option<DirectBackwardWeightKernel>,
 }
 
 /// The portable variant: plain Rust that the compiler vectorizes for the
@@ -85,6 +88,7 @@ pub static PORTABLE: Kernels = Kernels {
     dot: gemm_micro::dot_portable,
     conv_direct: None,
     winograd: winograd::PORTABLE_WINOGRAD,
+    conv_direct_backward_weight: None,
 };
 
 /// The AVX2+FMA variant (x86-64).
@@ -100,6 +104,7 @@ pub static AVX2: Kernels = Kernels {
     dot: gemm_micro::dot_avx2,
     conv_direct: Some(conv_direct::direct_avx2),
     winograd: winograd::AVX2_WINOGRAD,
+    conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx2),
 };
 
 /// The AVX-512F variant (x86-64).
@@ -115,6 +120,7 @@ pub static AVX512: Kernels = Kernels {
     dot: gemm_micro::dot_avx512,
     conv_direct: Some(conv_direct::direct_avx512),
     winograd: winograd::AVX512_WINOGRAD,
+    conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx512),
 };
 
 /// Every variant this machine can run, best first.
