@@ -127,8 +127,8 @@ const LR: f32 = 0.01;
 /// Builds, exports and times the training step of the network type `$net`
 /// (weights written as `$model`_train.safetensors, and after the first step
 /// as `$model`_train_step1.safetensors) at `$batch`, SGD with momentum 0.9
-/// and learning rate [`LR`], targets `i % 10`; gives the timing and the
-/// first step's loss.
+/// and learning rate [`LR`], targets `i % 10`; gives the timing, the first
+/// step's loss and the timing of the optimizer update alone.
 macro_rules! train {
     ($net:ty, $model:expr, $batch:expr, $dir:expr, $workload:expr, $warmup:expr, $runs:expr) => {{
         let (dir, workload, batch): (&Path, &str, usize) = (&$dir, $workload, $batch);
@@ -158,10 +158,15 @@ macro_rules! train {
             );
             Ok(())
         })?;
+        // The optimizer's share: `Optim::step` alone on the last gradients.
+        let optim = time(0, $runs, || {
+            use kiln::runtime::optim::Optimizer;
+            opt.step(net.params_mut(), LR).map_err(|e| e.to_string())
+        })?;
         let mut xs = vec![batch];
         xs.extend_from_slice(&<$net>::INPUT_SHAPE);
         let measured: Measured = (t, weights, xs, vec![batch]);
-        (measured, loss)
+        (measured, loss, optim)
     }};
 }
 
@@ -185,17 +190,19 @@ fn run(args: &[String]) -> Result<String, String> {
     let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut loss = None;
+    let mut optim: Option<Timing> = None;
     let (t, weights, xs, ys) = match workload.as_str() {
         "lenet_infer_b1" => infer!(LeNet5, "lenet5", 1, dir, workload, warmup, runs),
         "lenet_infer_b256" => infer!(LeNet5, "lenet5", 256, dir, workload, warmup, runs),
         "resnet18_infer_b1" => infer!(ResNet18, "resnet18", 1, dir, workload, warmup, runs),
         "lenet_train_b64" => {
-            let (m, l) = train!(LeNet5, "lenet5", 64, dir, workload, warmup, runs);
+            let (m, l, o) = train!(LeNet5, "lenet5", 64, dir, workload, warmup, runs);
             loss = Some(l);
+            optim = Some(o);
             m
         }
         "resnet18_cifar_train_b32" => {
-            let (m, l) = train!(
+            let (m, l, o) = train!(
                 ResNet18Cifar,
                 "resnet18_cifar",
                 32,
@@ -205,11 +212,13 @@ fn run(args: &[String]) -> Result<String, String> {
                 runs
             );
             loss = Some(l);
+            optim = Some(o);
             m
         }
         "resnet20_train_b32" => {
-            let (m, l) = train!(ResNet20, "resnet20", 32, dir, workload, warmup, runs);
+            let (m, l, o) = train!(ResNet20, "resnet20", 32, dir, workload, warmup, runs);
             loss = Some(l);
+            optim = Some(o);
             m
         }
         other => {
@@ -219,11 +228,12 @@ fn run(args: &[String]) -> Result<String, String> {
         }
     };
     Ok(format!(
-        "{{\"workload\":\"{workload}\",\"threads\":{threads},\"runs\":{runs},\"wall_seconds\":{:e},\"cpu_seconds\":{:e},\"weights\":\"{}\",\"input_shape\":{xs:?},\"output_shape\":{ys:?},\"loss\":{},\"lr\":{LR}}}",
+        "{{\"workload\":\"{workload}\",\"threads\":{threads},\"runs\":{runs},\"wall_seconds\":{:e},\"cpu_seconds\":{:e},\"weights\":\"{}\",\"input_shape\":{xs:?},\"output_shape\":{ys:?},\"loss\":{},\"optim_wall_seconds\":{},\"lr\":{LR}}}",
         t.wall,
         t.cpu,
         weights.display(),
-        loss.map_or("null".to_string(), |l| format!("{l:e}"))
+        loss.map_or("null".to_string(), |l| format!("{l:e}")),
+        optim.map_or("null".to_string(), |o| format!("{:e}", o.wall))
     ))
 }
 

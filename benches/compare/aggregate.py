@@ -47,8 +47,8 @@ def main():
         rows.append(row)
     json.dump(rows, open(sys.argv[2], "w"), indent=1)
 
-    head = f"{'workload':<26}{'clock':>6}{'kiln ms':>10}" + "".join(
-        f"{p + ' ms':>18}" for p in PEERS)
+    head = f"{'workload':<26}{'clock':>6}{'kiln ms':>12}" + "".join(
+        f"{p + ' ms':>19}" for p in PEERS)
     print(head)
     for r in rows:
         if r["kiln_seconds"] is None:
@@ -59,11 +59,11 @@ def main():
         for p in PEERS:
             s = r.get(p + "_seconds")
             if s is None:
-                cells.append(f"{'failed' if p + '_error' in r else '-':>18}")
+                cells.append(f"{'failed' if p + '_error' in r else '-':>19}")
             else:
                 mark = "" if r[p + "_agrees"] else "!"
-                cells.append(f"{s * 1e3:>9.3f} ({s / k:5.2f}x){mark}")
-        print(f"{r['workload']:<26}{r['clock']:>6}{k * 1e3:>10.3f}" + "".join(cells))
+                cells.append(f" {s * 1e3:>9.3f} ({s / k:5.2f}x){mark}")
+        print(f"{r['workload']:<26}{r['clock']:>6}{k * 1e3:>12.3f}" + "".join(cells))
     print("(x = peer time / kiln time; ! = output differs from kiln's by more than 1e-4;")
     print(" - = not a peer of this workload)")
     print(f"(written to {sys.argv[2]})")

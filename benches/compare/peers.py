@@ -263,12 +263,12 @@ def run_train_peers(directory, workload, model, threads, warmup, runs, meta):
     def torch_peer(compile_it):
         def make():
             net = load_torch(model, os.path.join(directory, model + "_train.safetensors")).train()
-            model = torch.compile(net) if compile_it else net
+            fwd = torch.compile(net) if compile_it else net
             opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
 
             def step():
                 opt.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.cross_entropy(model(xt), yt)
+                loss = torch.nn.functional.cross_entropy(fwd(xt), yt)
                 loss.backward()
                 opt.step()
                 return loss.item()

@@ -366,6 +366,35 @@ fn masked(g: f32, mask: f32) -> f32 {
     if mask > 0.0 { g } else { 0.0 }
 }
 
+/// `(Σ g, Σ g·(x − mu))` with `g` = `dy` where `mask` is positive, else 0,
+/// in eight partial sums of a fixed order (so the loop vectorizes).
+#[inline(always)]
+fn masked_sums(dy: &[f32], mask: &[f32], x: &[f32], mu: f32) -> (f32, f32) {
+    let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
+    let mut gs = dy.chunks_exact(8);
+    let mut ms = mask.chunks_exact(8);
+    let mut xs = x.chunks_exact(8);
+    for ((gc, mc), xc) in (&mut gs).zip(&mut ms).zip(&mut xs) {
+        for l in 0..8 {
+            let g = masked(gc[l], mc[l]);
+            a[l] += g;
+            b[l] += g * (xc[l] - mu);
+        }
+    }
+    let (mut ta, mut tb) = (0.0f32, 0.0f32);
+    for ((&g, &m), &xv) in gs
+        .remainder()
+        .iter()
+        .zip(ms.remainder())
+        .zip(xs.remainder())
+    {
+        let g = masked(g, m);
+        ta += g;
+        tb += g * (xv - mu);
+    }
+    (sum_of(&a) + ta, sum_of(&b) + tb)
+}
+
 /// The body of both training-mode backwards; `mask` is the ReLU output.
 fn backward_masked(
     x: &[f32],
@@ -456,13 +485,8 @@ pub fn batch_norm_param_grads(
                 for n in 0..shape.n {
                     let off = (n * shape.c + c) * s;
                     for k in (0..s).step_by(SUM_BLOCK) {
-                        let end = (k + SUM_BLOCK).min(s);
-                        let (mut a, mut b) = (0.0f32, 0.0f32);
-                        for i in off + k..off + end {
-                            let g = masked(dy[i], y[i]);
-                            a += g;
-                            b += g * (x[i] - mu);
-                        }
+                        let r = off + k..off + (k + SUM_BLOCK).min(s);
+                        let (a, b) = masked_sums(&dy[r.clone()], &y[r.clone()], &x[r], mu);
                         sd += a as f64;
                         sdx += b as f64;
                     }
