@@ -188,11 +188,12 @@ fn pass_filetests() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 7, "{files:?}");
-    let all: [(&str, Pass); 6] = [
+    assert!(files.len() >= 8, "{files:?}");
+    let all: [(&str, Pass); 7] = [
         ("eliminate_dead", passes::eliminate_dead),
         ("fold_constants", passes::fold_constants),
         ("fold_batch_norm", passes::fold_batch_norm),
+        ("reorder_activation_pool", passes::reorder_activation_pool),
         ("fuse_epilogues", passes::fuse_epilogues),
         ("fuse_elementwise", passes::fuse_elementwise),
         ("fuse_for_inference", try_fuse_for_inference),

@@ -5,7 +5,8 @@
 //! [`verify()`] after every stage; [`autodiff()`] builds the joint
 //! forward + backward graph for training; [`fuse_for_inference`] runs the
 //! inference rewrites ([`eliminate_dead()`], [`fold_constants()`],
-//! [`fold_batch_norm()`], [`fuse_epilogues()`], [`fuse_elementwise()`],
+//! [`fold_batch_norm()`], [`reorder_activation_pool()`],
+//! [`fuse_epilogues()`], [`fuse_elementwise()`],
 //! sharing the patch machinery of `rewrite.rs`); [`plan_memory`] places
 //! buffers in one arena when a plan is built.
 
@@ -18,6 +19,7 @@ pub mod fuse_elementwise;
 pub mod fuse_epilogues;
 pub mod infer_shapes;
 pub mod plan_memory;
+pub mod reorder_activation_pool;
 mod rewrite;
 pub mod verify;
 
@@ -29,4 +31,5 @@ pub use fuse::{fuse_for_inference, try_fuse_for_inference};
 pub use fuse_elementwise::fuse_elementwise;
 pub use fuse_epilogues::fuse_epilogues;
 pub use infer_shapes::infer_shapes;
+pub use reorder_activation_pool::reorder_activation_pool;
 pub use verify::verify;
