@@ -666,41 +666,6 @@ impl<T: Real> Cx<'_, T> {
         Ok(y)
     }
 
-    /// Batch norm's training backward `(dx, dγ, dβ)`, the batch statistics
-    /// recomputed from `x` (input 0; `dy` is input 1).
-    fn batch_norm_backward(
-        &self,
-        id: NodeId,
-        eps: f64,
-        gamma: &[T],
-    ) -> Result<(Vec<T>, Vec<T>), Error> {
-        let g = ncs(self.feed.batch, &self.in_shape(id, 0));
-        let x = self.input(id, 0)?;
-        let (mut y, mut rm, mut rv) = (
-            vec![T::ZERO; x.len()],
-            vec![T::ZERO; g.c],
-            vec![T::ZERO; g.c],
-        );
-        let beta = vec![T::ZERO; g.c];
-        let (mean, inv) = rf::norm::batch_norm_train_forward(
-            x, &mut y, g, gamma, &beta, eps, 0.0, &mut rm, &mut rv,
-        );
-        let mut dx = vec![T::ZERO; x.len()];
-        let (mut dgamma, mut dbeta) = (vec![T::ZERO; g.c], vec![T::ZERO; g.c]);
-        rf::norm::batch_norm_backward(
-            x,
-            self.input(id, 1)?,
-            &mut dx,
-            &mut dgamma,
-            &mut dbeta,
-            g,
-            gamma,
-            &mean,
-            &inv,
-        );
-        Ok((dx, dgamma))
-    }
-
     /// The loss head's value and its gradient with respect to its input.
     fn loss(&self, id: NodeId, l: ir::Loss) -> Result<(T, Vec<T>), Error> {
         let n = self.feed.batch;
@@ -945,14 +910,61 @@ impl<T: Real> Cx<'_, T> {
                 }
                 Ok(dx)
             }
-            GradOp::BatchNormData { eps, weight } => {
-                let gamma = self.named_param(id, weight)?.to_vec();
-                Ok(self.batch_norm_backward(id, *eps, &gamma)?.0)
+            GradOp::BatchNormStats { eps } => {
+                // The statistics of the reference's training forward; γ, β
+                // and the running averages do not enter them.
+                let g = ncs(n, &self.in_shape(id, 0));
+                let x = self.input(id, 0)?;
+                let mut y = vec![T::ZERO; x.len()];
+                let (mut rm, mut rv) = (vec![T::ZERO; g.c], vec![T::ZERO; g.c]);
+                let (gamma, beta) = (vec![T::ONE; g.c], vec![T::ZERO; g.c]);
+                let (mean, inv) = rf::norm::batch_norm_train_forward(
+                    x, &mut y, g, &gamma, &beta, *eps, 0.0, &mut rm, &mut rv,
+                );
+                Ok([mean, inv].concat())
             }
-            GradOp::BatchNormWeight { eps } => {
-                // γ's gradient does not depend on γ.
-                let c = ncs(n, &self.in_shape(id, 0)).c;
-                Ok(self.batch_norm_backward(id, *eps, &vec![T::ONE; c])?.1)
+            GradOp::BatchNormParamGrads { relu } | GradOp::BatchNormInput { relu, .. } => {
+                // The reference backward on `dy` (masked by the ReLU output
+                // with `relu`) with the given statistics; the input
+                // gradient recomputes γ's and β's rather than reading them.
+                let params = matches!(op, GradOp::BatchNormParamGrads { .. });
+                let g = ncs(n, &self.in_shape(id, 0));
+                let x = self.input(id, 0)?;
+                let mut dy = self.input(id, 1)?.to_vec();
+                if *relu {
+                    let y = self.input(id, if params { 3 } else { 4 })?;
+                    for (d, &m) in dy.iter_mut().zip(y) {
+                        if m <= T::ZERO {
+                            *d = T::ZERO;
+                        }
+                    }
+                }
+                let (mean, inv) = self.input(id, 2)?.split_at(g.c);
+                let gamma = match op {
+                    GradOp::BatchNormInput { weight, .. } => self.named_param(id, weight)?.to_vec(),
+                    _ => vec![T::ONE; g.c],
+                };
+                let mut dx = vec![T::ZERO; x.len()];
+                let (mut dgamma, mut dbeta) = (vec![T::ZERO; g.c], vec![T::ZERO; g.c]);
+                rf::norm::batch_norm_backward(
+                    x,
+                    &dy,
+                    &mut dx,
+                    &mut dgamma,
+                    &mut dbeta,
+                    g,
+                    &gamma,
+                    mean,
+                    inv,
+                );
+                Ok(if params { [dgamma, dbeta].concat() } else { dx })
+            }
+            GradOp::Row { index } => {
+                let c = self.out_shape(id).numel() as usize;
+                let v = self.input(id, 0)?;
+                v.get(index * c..(index + 1) * c)
+                    .map(<[T]>::to_vec)
+                    .ok_or_else(|| self.err(id, format!("has no row {index}")))
             }
             GradOp::Lrn {
                 n: size,

@@ -5,6 +5,10 @@
 //! one thread by default, timed by its CPU clock (`KILN_BENCH_THREADS=2`
 //! for two, timed by the wall clock).
 //!
+//! The 3×3 layers also run by Winograd F(2,3) and F(4,3) (`_fwd_wino_f2`,
+//! `_fwd_wino_f4`, weights transformed once outside the timing); their
+//! GFLOP/s count the direct convolution's FLOPs, so they compare as speed.
+//!
 //! Run: `cargo bench -p kiln-runtime --bench conv_resnet18` (a name filter
 //! after `--` picks cases, e.g. `-- b32`).
 
@@ -18,6 +22,10 @@ use kiln_runtime::kernels::conv::{
 };
 use kiln_runtime::kernels::dispatch::kernels;
 use kiln_runtime::kernels::gemm::{Gemm, sgemm};
+use kiln_runtime::kernels::winograd::{
+    WinogradTile, conv2d_forward_winograd_prepacked_for, winograd_applies,
+    winograd_pack_weights_for, winograd_packed_len_for,
+};
 
 fn shapes() -> Vec<(&'static str, Conv2dGeometry)> {
     let c3 = |c: usize, hw: usize| Conv2dGeometry::new(1, c, hw, hw, c, 3, 3).with_pad(1);
@@ -127,6 +135,24 @@ fn run(rec: &mut Recorder, threads: usize, clock: Clock, peak: f64) {
                     peak,
                     || conv2d_forward_prepacked(kern, &g, &x, &packed, &epi, &mut y),
                 );
+            }
+            if winograd_applies(&g) {
+                for (tile, label) in [(WinogradTile::F2, "f2"), (WinogradTile::F4, "f4")] {
+                    let mut packed = vec![0.0f32; winograd_packed_len_for(kern, tile, &g)];
+                    winograd_pack_weights_for(kern, tile, &g, &w, &mut packed);
+                    rec.bench(
+                        &mut c,
+                        &format!("{name}_b{batch}_fwd_wino_{label}"),
+                        clock,
+                        flops,
+                        peak,
+                        || {
+                            conv2d_forward_winograd_prepacked_for(
+                                kern, tile, &g, &x, &packed, &epi, &mut y,
+                            )
+                        },
+                    );
+                }
             }
             rec.bench(
                 &mut c,

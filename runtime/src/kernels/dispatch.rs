@@ -15,6 +15,7 @@
 
 use super::conv_direct::{self, DirectKernel};
 use super::gemm_micro;
+use super::winograd::{self, WinogradKernels};
 
 /// A GEMM microkernel: computes the `MR × NR` tile `C (+)= Ã·B̃` from a
 /// packed A panel (`kc` steps of `MR` values) and a packed B panel (`kc` steps
@@ -67,6 +68,8 @@ pub struct Kernels {
     /// The direct convolution kernel for few output channels, where the
     /// variant has one (else convolutions use im2col + GEMM).
     pub conv_direct: Option<DirectKernel>,
+    /// The Winograd input and output transforms.
+    pub winograd: WinogradKernels,
 }
 
 /// The portable variant: plain Rust that the compiler vectorizes for the
@@ -81,6 +84,7 @@ pub static PORTABLE: Kernels = Kernels {
     micro: gemm_micro::micro_portable,
     dot: gemm_micro::dot_portable,
     conv_direct: None,
+    winograd: winograd::PORTABLE_WINOGRAD,
 };
 
 /// The AVX2+FMA variant (x86-64).
@@ -95,6 +99,7 @@ pub static AVX2: Kernels = Kernels {
     micro: gemm_micro::micro_avx2,
     dot: gemm_micro::dot_avx2,
     conv_direct: Some(conv_direct::direct_avx2),
+    winograd: winograd::AVX2_WINOGRAD,
 };
 
 /// The AVX-512F variant (x86-64).
@@ -109,6 +114,7 @@ pub static AVX512: Kernels = Kernels {
     micro: gemm_micro::micro_avx512,
     dot: gemm_micro::dot_avx512,
     conv_direct: Some(conv_direct::direct_avx512),
+    winograd: winograd::AVX512_WINOGRAD,
 };
 
 /// Every variant this machine can run, best first.

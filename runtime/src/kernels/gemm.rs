@@ -413,7 +413,13 @@ fn sgemm_threaded(
     } else {
         1
     };
-    let rows_per = round_up(g.m.div_ceil(2 * threads).max(1), kern.mr).min(g.m);
+    // One thread takes all rows at once: every row block packs the whole of
+    // B again, so splitting without a second thread only repeats work.
+    let rows_per = if threads == 1 {
+        g.m
+    } else {
+        round_up(g.m.div_ceil(2 * threads).max(1), kern.mr).min(g.m)
+    };
     let chunk = rows_per * g.ldc;
     for_each_chunk_mut(c, chunk, work, |idx, c_rows| {
         let row0 = idx * rows_per;
@@ -463,6 +469,15 @@ pub fn sgemm_packed_serial_with(
 /// `⌈m / MR⌉·MR · k` floats.
 pub fn packed_a_len(kern: &Kernels, g: &Gemm) -> usize {
     round_up(g.m, kern.mr) * g.k
+}
+
+/// Where [`pack_a`] puts element `(i, p)` of `α·op(A)` (row `i < m`, depth
+/// `p < k`) for variant `kern`, so that a caller can write a matrix that is
+/// never stored (Winograd's transformed weights) straight into packed form.
+pub fn packed_a_index(kern: &Kernels, g: &Gemm, i: usize, p: usize) -> usize {
+    let pc = p / kern.kc * kern.kc;
+    let kb = (g.k - pc).min(kern.kc);
+    pc * round_up(g.m, kern.mr) + (i / kern.mr) * kb * kern.mr + (p - pc) * kern.mr + i % kern.mr
 }
 
 /// Packs `α·op(A)` of the call `g` (A as stored, with `g`'s transpose and
