@@ -174,6 +174,24 @@ fn random_networks() {
     }
 }
 
+/// Every model of the zoo (`kiln_models::ZOO`, as `models/src/lib.rs`
+/// lists it) has its row in this file.
+#[test]
+fn covers_the_zoo() {
+    let lib = include_str!("../../models/src/lib.rs");
+    let list = &lib[lib.find("zoo!(").expect("the zoo! list")..];
+    let list = &list[..list.find(");").expect("its end")];
+    let names: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
+    assert!(names.len() >= 19, "{names:?}");
+    let this = include_str!("fusion.rs");
+    for name in names {
+        assert!(
+            this.contains(&format!("check(\"{name}\", ")),
+            "zoo model `{name}` has no row here"
+        );
+    }
+}
+
 /// A pass as the compiler exports it.
 type Pass = fn(&Graph) -> Result<Graph, Diagnostics>;
 
@@ -256,6 +274,11 @@ fn googlenet() {
 #[test]
 fn resnet18() {
     check("resnet18", Some("[3, 32, 32]"), (68, 23));
+}
+
+#[test]
+fn resnet18_cifar() {
+    check("resnet18_cifar", None, (67, 22));
 }
 
 #[test]
