@@ -3,7 +3,8 @@
 //!
 //! In pipeline order: [`infer_shapes()`] (every value gets a static shape),
 //! [`verify()`] after every stage; [`autodiff()`] builds the joint
-//! forward + backward graph for training; [`fuse_for_inference`] runs the
+//! forward + backward graph for training, and [`fuse_training()`] rewrites
+//! its batch norm → ReLU backward; [`fuse_for_inference`] runs the
 //! inference rewrites ([`eliminate_dead()`], [`fold_constants()`],
 //! [`fold_batch_norm()`], [`reorder_activation_pool()`],
 //! [`fuse_epilogues()`], [`fuse_elementwise()`],
