@@ -116,27 +116,34 @@ pub struct KernelCounts {
     pub shaped: usize,
     /// The graph after [`fuse_for_inference`](crate::passes::fuse_for_inference).
     pub fused: usize,
-    /// The joint forward + backward graph of a training step (`None`
-    /// without a loss head, or with an op that has no gradient).
+    /// The joint forward + backward graph of a training step, as
+    /// [`training_graph`] builds it (`None` without a loss head, or with an
+    /// op that has no gradient).
     pub training: Option<usize>,
 }
 
+/// The graph a training step runs: the joint graph of
+/// [`autodiff`](crate::passes::autodiff()) after
+/// [`fuse_training`](crate::passes::fuse_training()), as the plan builds it.
+pub fn training_graph(graph: &Graph) -> Result<Graph, crate::diag::Diagnostics> {
+    let joint = crate::passes::autodiff(graph)?;
+    Ok(crate::passes::fuse_training(&joint)?.graph)
+}
+
 /// The kernel counts of a shaped, verified `graph`: as it is, fused for
-/// inference, and differentiated and fused for training (the graph the
-/// training routine runs).
+/// inference, and differentiated (and fused) for training.
 pub fn kernel_counts(graph: &Graph) -> KernelCounts {
     KernelCounts {
         shaped: kernel_count(graph, Stage::Inference),
         fused: kernel_count(&crate::passes::fuse_for_inference(graph), Stage::Inference),
-        training: crate::passes::autodiff(graph)
-            .and_then(|j| crate::passes::fuse_training(&j))
+        training: training_graph(graph)
             .ok()
-            .map(|j| kernel_count(&j.graph, Stage::Training)),
+            .map(|g| kernel_count(&g, Stage::Training)),
     }
 }
 
 impl KernelCounts {
-    /// The counts as one line: `kernels: 68 shaped, 23 fused, 230 training`.
+    /// The counts as one line: `kernels: 68 shaped, 23 fused, 199 training`.
     pub fn line(&self) -> String {
         let training = match self.training {
             Some(t) => format!("{t} training"),

@@ -37,6 +37,7 @@ fn run(name: &str, graph: &Graph) -> Result<Graph, Diagnostics> {
         "eliminate_dead" => passes::eliminate_dead(graph),
         "fold_constants" => passes::fold_constants(graph),
         "fold_batch_norm" => passes::fold_batch_norm(graph),
+        "reorder_activation_pool" => passes::reorder_activation_pool(graph),
         "fuse_epilogues" => passes::fuse_epilogues(graph),
         "fuse_elementwise" => passes::fuse_elementwise(graph),
         "fuse_for_inference" => passes::try_fuse_for_inference(graph),
@@ -82,4 +83,9 @@ fn fold_constants() {
 #[test]
 fn fuse_for_inference() {
     check("fuse_for_inference");
+}
+
+#[test]
+fn reorder_activation_pool() {
+    check("reorder_activation_pool");
 }

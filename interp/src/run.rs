@@ -468,8 +468,48 @@ impl<T: Real> Cx<'_, T> {
     /// the extent the last (partial) window reaches, then pooled without
     /// padding, so the references need no ceil mode of their own.
     fn max_pool_ceil(&self, id: NodeId, p: &ir::Pool2d) -> Result<Vec<T>, Error> {
+        let (padded, g) = self.ceil_padded(id, p, &self.out_shape(id))?;
+        let mut y = vec![T::ZERO; g.output_len()];
+        let mut arg = vec![0u32; g.output_len()];
+        rf::pool::max_pool2d_forward(&padded, &mut y, &mut arg, g);
+        Ok(y)
+    }
+
+    /// Max pooling's gradient in ceil mode (input 0 is `x`, input 1 `dy`):
+    /// the padded pooling's gradient, cropped back to `x`.
+    fn max_pool_ceil_backward(&self, id: NodeId, p: &ir::Pool2d) -> Result<Vec<T>, Error> {
+        let (padded, g) = self.ceil_padded(id, p, &self.in_shape(id, 1))?;
+        let mut y = vec![T::ZERO; g.output_len()];
+        let mut arg = vec![0u32; g.output_len()];
+        rf::pool::max_pool2d_forward(&padded, &mut y, &mut arg, g);
+        let mut dxp = vec![T::ZERO; g.input_len()];
+        rf::pool::max_pool2d_backward(self.input(id, 1)?, &arg, &mut dxp, g);
         let [c, h, w] = chw(&self.in_shape(id, 0));
-        let [_, oh, ow] = chw(&self.out_shape(id));
+        let [ph, pw] = p.padding;
+        let mut dx = vec![T::ZERO; self.feed.batch * c * h * w];
+        for plane in 0..self.feed.batch * c {
+            for i in 0..h.min(g.h.saturating_sub(ph)) {
+                for j in 0..w.min(g.w.saturating_sub(pw)) {
+                    dx[(plane * h + i) * w + j] = dxp[(plane * g.h + i + ph) * g.w + j + pw];
+                }
+            }
+        }
+        Ok(dx)
+    }
+
+    /// Input 0 padded with −∞ for a ceil-mode pool whose output is `out`,
+    /// and the unpadded geometry that pools it.
+    fn ceil_padded(
+        &self,
+        id: NodeId,
+        p: &ir::Pool2d,
+        out: &Shape,
+    ) -> Result<(Vec<T>, RtPool), Error> {
+        let [c, h, w] = chw(&self.in_shape(id, 0));
+        let [_, oh, ow] = chw(out);
+        if oh == 0 || ow == 0 {
+            return Err(self.err(id, "a ceil-mode pool with an empty output"));
+        }
         let (hp, wp) = (
             (oh - 1) * p.stride[0] + p.kernel[0],
             (ow - 1) * p.stride[1] + p.kernel[1],
@@ -497,10 +537,7 @@ impl<T: Real> Cx<'_, T> {
             ph: 0,
             pw: 0,
         };
-        let mut y = vec![T::ZERO; g.output_len()];
-        let mut arg = vec![0u32; g.output_len()];
-        rf::pool::max_pool2d_forward(&padded, &mut y, &mut arg, g);
-        Ok(y)
+        Ok((padded, g))
     }
 
     /// A convolution on input 0 with the node's first parameters.
@@ -770,6 +807,7 @@ impl<T: Real> Cx<'_, T> {
                     self.input(id, 0)?,
                 ))
             }
+            GradOp::MaxPool2d(p) if p.ceil => self.max_pool_ceil_backward(id, p),
             GradOp::MaxPool2d(p) => {
                 let g = pool_geometry(p, n, &self.in_shape(id, 0));
                 let mut y = vec![T::ZERO; g.output_len()];

@@ -47,18 +47,26 @@ fn check(name: &str, input: Option<&str>, expect: (usize, usize)) {
         kernel_count(&fused, Stage::Inference),
     );
     assert_eq!(got, expect, "{name}: kernels (shaped, fused)");
+    assert_eq!(
+        param_set(&shaped),
+        param_set(&fused),
+        "{name}: the parameters (name, shape, role)"
+    );
     // Batch 2 checks the batch indexing of fused kernels; the models that
     // run at a reduced input take batch 1 to keep the test short.
     agree(name, &shaped, &fused, if input.is_none() { 2 } else { 1 });
 }
 
 /// Asserts that `before` and `after` compute the same outputs within 1e-5
-/// relative (to the output's largest magnitude, or the element's own).
+/// relative (to the output's largest magnitude, or the element's own), and
+/// that every parameter of `after` is one of `before`'s (dead layers'
+/// parameters may go).
 fn agree(name: &str, before: &Graph, after: &Graph, batch: usize) {
-    assert_eq!(
-        param_set(before),
-        param_set(after),
-        "{name}: the parameters (name, shape, role)"
+    let all = param_set(before);
+    let kept = param_set(after);
+    assert!(
+        kept.iter().all(|p| all.contains(p)),
+        "{name}: the fused graph's parameters {kept:?} are not among {all:?}"
     );
     let params = random_params::<f64>(before, 11);
     let a = outputs(before, batch, &params);
@@ -113,6 +121,77 @@ fn outputs(graph: &Graph, n: usize, params: &Params<f64>) -> Vec<(String, Vec<f6
         .collect()
 }
 
+/// Random small networks of the ops fusion touches (convolutions with and
+/// without bias, batch norms, activations, dropout, a shape-keeping max
+/// pool, and adds of two earlier values, some of them left unused) agree
+/// fused and unfused; 120 seeds.
+#[test]
+fn random_networks() {
+    const STEPS: &[&str] = &[
+        "conv2d: {out: 4, k: 3, p: 1}",
+        "conv2d: {out: 4, k: 1, bias: false}",
+        "batch_norm",
+        "relu",
+        "tanh",
+        "sigmoid",
+        "leaky_relu: 0.2",
+        "swish",
+        "dropout: 0.3",
+        "max_pool2d: {k: 3, s: 1, p: 1}",
+    ];
+    for seed in 0..120u64 {
+        let mut rng = kiln_runtime::rng::Rng::new(seed);
+        let n = 2 + rng.below(9) as usize;
+        let mut yaml = String::from("name: R\ninputs:\n  x: [4, 6, 6]\nlayers:\n");
+        for i in 0..n {
+            let prev = if i == 0 {
+                "x".to_string()
+            } else {
+                format!("s{}", i - 1)
+            };
+            let pick = rng.below(STEPS.len() as u64 + 3) as usize;
+            let other = match rng.below(i as u64 + 1) {
+                0 => "x".to_string(),
+                j => format!("s{}", j - 1),
+            };
+            let step = match STEPS.get(pick) {
+                Some(op) if rng.below(4) == 0 => format!("{{{op}, from: {other}, as: s{i}}}"),
+                Some(op) => format!("{{{op}, from: {prev}, as: s{i}}}"),
+                None => format!("{{add: [{prev}, {other}], as: s{i}}}"),
+            };
+            yaml.push_str(&format!("  - {step}\n"));
+        }
+        yaml.push_str(&format!("outputs: [s{}]\n", n - 1));
+        let module = kiln_compiler::frontend::parse_yaml(&yaml)
+            .unwrap_or_else(|_| panic!("seed {seed}: parses\n{yaml}"));
+        let graph = kiln_compiler::check(&module)
+            .unwrap_or_else(|_| panic!("seed {seed}: checks\n{yaml}"))
+            .remove(0)
+            .graph;
+        let fused =
+            try_fuse_for_inference(&graph).unwrap_or_else(|_| panic!("seed {seed}: fuses\n{yaml}"));
+        agree(&format!("seed {seed}\n{yaml}"), &graph, &fused, 2);
+    }
+}
+
+/// Every model of the zoo (`kiln_models::ZOO`, as `models/src/lib.rs`
+/// lists it) has its row in this file.
+#[test]
+fn covers_the_zoo() {
+    let lib = include_str!("../../models/src/lib.rs");
+    let list = &lib[lib.find("zoo!(").expect("the zoo! list")..];
+    let list = &list[..list.find(");").expect("its end")];
+    let names: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
+    assert!(names.len() >= 19, "{names:?}");
+    let this = include_str!("fusion.rs");
+    for name in names {
+        assert!(
+            this.contains(&format!("check(\"{name}\", ")),
+            "zoo model `{name}` has no row here"
+        );
+    }
+}
+
 /// A pass as the compiler exports it.
 type Pass = fn(&Graph) -> Result<Graph, Diagnostics>;
 
@@ -127,11 +206,12 @@ fn pass_filetests() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 7, "{files:?}");
-    let all: [(&str, Pass); 6] = [
+    assert!(files.len() >= 8, "{files:?}");
+    let all: [(&str, Pass); 7] = [
         ("eliminate_dead", passes::eliminate_dead),
         ("fold_constants", passes::fold_constants),
         ("fold_batch_norm", passes::fold_batch_norm),
+        ("reorder_activation_pool", passes::reorder_activation_pool),
         ("fuse_epilogues", passes::fuse_epilogues),
         ("fuse_elementwise", passes::fuse_elementwise),
         ("fuse_for_inference", try_fuse_for_inference),
@@ -194,6 +274,11 @@ fn googlenet() {
 #[test]
 fn resnet18() {
     check("resnet18", Some("[3, 32, 32]"), (68, 23));
+}
+
+#[test]
+fn resnet18_cifar() {
+    check("resnet18_cifar", None, (67, 22));
 }
 
 #[test]

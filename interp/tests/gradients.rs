@@ -102,6 +102,14 @@ fn linear_flatten_reshape() {
 fn pooling() {
     check("[2, 6, 6]", "max_pool2d: 2", "mse", "x");
     check("[2, 7, 7]", "max_pool2d: {k: 3, s: 2, p: 1}", "mse", "x");
+    // Ceil mode: partial windows at the bottom and right (5 → 3).
+    check("[2, 5, 5]", "max_pool2d: {k: 2, ceil: true}", "mse", "x");
+    check(
+        "[2, 8, 8]",
+        "max_pool2d: {k: 3, s: 2, ceil: true}",
+        "mse",
+        "x",
+    );
     check("[2, 7, 7]", "avg_pool2d: {k: 3, s: 2, p: 1}", "mse", "x");
     check(
         "[2, 7, 7]",

@@ -19,9 +19,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln_compiler::codes::{code_str, parse_code};
 use kiln_compiler::diag::Diagnostics;
 use kiln_compiler::emit::cpu::TypeInfo;
+use kiln_compiler::passes::fuse_for_inference;
 use kiln_compiler::passes::plan_memory::MemoryPlan;
-use kiln_compiler::passes::{autodiff, fuse_for_inference, fuse_training};
-use kiln_compiler::summary::{Report, kernel_counts};
+use kiln_compiler::summary::{Report, kernel_counts, training_graph};
 use kiln_compiler::{CheckedNetwork, frontend, plan, render};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -77,7 +77,7 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<GraphFormat>,
         /// The stage: the AST as parsed, the shaped graph, the graph fused
-        /// for inference, or the joint training graph.
+        /// for inference, or the joint training graph (after training fusion).
         #[arg(long, value_enum, default_value_t = GraphStage::Shaped)]
         stage: GraphStage,
     },
@@ -108,7 +108,8 @@ enum GraphStage {
     Shaped,
     /// After `fuse_for_inference`.
     Fused,
-    /// The joint forward + backward graph from autodiff, fused for training.
+    /// The joint forward + backward graph from autodiff, after
+    /// `fuse_training` (what a training step runs).
     Training,
 }
 
@@ -279,8 +280,8 @@ fn graph(file: &Path, format: Option<GraphFormat>, stage: GraphStage) -> ExitCod
         let g = match stage {
             GraphStage::Parsed | GraphStage::Shaped => n.graph.clone(),
             GraphStage::Fused => fuse_for_inference(&n.graph),
-            GraphStage::Training => match autodiff(&n.graph).and_then(|j| fuse_training(&j)) {
-                Ok(j) => j.graph,
+            GraphStage::Training => match training_graph(&n.graph) {
+                Ok(g) => g,
                 Err(d) => {
                     let source = std::fs::read_to_string(file).unwrap_or_default();
                     eprint!(

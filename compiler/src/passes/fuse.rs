@@ -3,15 +3,20 @@
 //!
 //! [`try_fuse_for_inference`] reads like a table of contents:
 //! `eliminate_dead` (the loss head and dropout go) → `fold_constants` →
-//! `fold_batch_norm` → `fuse_epilogues` → `fuse_elementwise` →
-//! `eliminate_dead`. Every pass re-shapes and re-verifies the graph it
-//! builds, and with `KILN_DEBUG=<pass>` (or `all`) the graph is printed to
-//! stderr after it. The result computes the same outputs at inference as
-//! its input, with the same parameters under the same names; it is for
-//! inference only (autodiff runs on the unfused graph).
+//! `fold_batch_norm` → `reorder_activation_pool` → `fuse_epilogues` →
+//! `fuse_elementwise` → `eliminate_dead`. Every pass re-shapes and
+//! re-verifies the graph it builds, and with `KILN_DEBUG=<pass>` (or `all`)
+//! the graph is printed to stderr after it. The result computes the same
+//! outputs at inference as its input, with the same parameters under the
+//! same names and roles (those of dead layers excepted); their order along
+//! the nodes can differ (a fused kernel sits where its last step was), so a
+//! parameter layout is taken from the unfused graph, by name. It is for
+//! inference only: autodiff runs on the unfused graph, and training's own
+//! rewrites are [`fuse_training`](super::fuse_training()).
 
 use super::{
-    eliminate_dead, fold_batch_norm, fold_constants, fuse_elementwise, fuse_epilogues, verify,
+    eliminate_dead, fold_batch_norm, fold_constants, fuse_elementwise, fuse_epilogues,
+    reorder_activation_pool, verify,
 };
 use crate::diag::Diagnostics;
 use crate::ir::Graph;
@@ -31,6 +36,7 @@ pub fn try_fuse_for_inference(graph: &Graph) -> Result<Graph, Diagnostics> {
     let g = step(graph, "eliminate_dead", eliminate_dead)?;
     let g = step(&g, "fold_constants", fold_constants)?;
     let g = step(&g, "fold_batch_norm", fold_batch_norm)?;
+    let g = step(&g, "reorder_activation_pool", reorder_activation_pool)?;
     let g = step(&g, "fuse_epilogues", fuse_epilogues)?;
     let g = step(&g, "fuse_elementwise", fuse_elementwise)?;
     step(&g, "eliminate_dead", eliminate_dead)

@@ -3,9 +3,11 @@
 //!
 //! In pipeline order: [`infer_shapes()`] (every value gets a static shape),
 //! [`verify()`] after every stage; [`autodiff()`] builds the joint
-//! forward + backward graph for training; [`fuse_for_inference`] runs the
+//! forward + backward graph for training, and [`fuse_training()`] rewrites
+//! its batch norm → ReLU backward; [`fuse_for_inference`] runs the
 //! inference rewrites ([`eliminate_dead()`], [`fold_constants()`],
-//! [`fold_batch_norm()`], [`fuse_epilogues()`], [`fuse_elementwise()`],
+//! [`fold_batch_norm()`], [`reorder_activation_pool()`],
+//! [`fuse_epilogues()`], [`fuse_elementwise()`],
 //! sharing the patch machinery of `rewrite.rs`); [`plan_memory`] places
 //! buffers in one arena when a plan is built.
 
@@ -19,6 +21,7 @@ pub mod fuse_epilogues;
 pub mod fuse_training;
 pub mod infer_shapes;
 pub mod plan_memory;
+pub mod reorder_activation_pool;
 mod rewrite;
 pub mod verify;
 
@@ -31,4 +34,5 @@ pub use fuse_elementwise::fuse_elementwise;
 pub use fuse_epilogues::fuse_epilogues;
 pub use fuse_training::fuse_training;
 pub use infer_shapes::infer_shapes;
+pub use reorder_activation_pool::reorder_activation_pool;
 pub use verify::verify;

@@ -43,6 +43,16 @@ pub(crate) enum Patch {
     },
     /// The nodes disappear; nothing reads their values.
     Remove(Vec<NodeId>),
+    /// Two single-input nodes trade places: `second`, the only reader of
+    /// `first`'s value, now reads `first`'s input, and `first` reads it;
+    /// each keeps its op and side-table entry, and readers of `second`'s
+    /// value read `first`'s.
+    Swap {
+        /// The node that runs first before the patch.
+        first: NodeId,
+        /// Its only reader.
+        second: NodeId,
+    },
     /// The loss head disappears (an inference graph has none).
     DropLoss,
 }
@@ -57,6 +67,7 @@ pub(crate) fn apply(graph: &Graph, patch: &Patch, pass: &str) -> Result<Graph, D
     let mut bypass: Option<(NodeId, ValueId)> = None;
     let mut replace = None;
     let mut drop_loss = false;
+    let mut swap = None;
     match patch {
         Patch::Replace {
             at,
@@ -71,6 +82,7 @@ pub(crate) fn apply(graph: &Graph, patch: &Patch, pass: &str) -> Result<Graph, D
         Patch::Bypass { node, to } => bypass = Some((*node, *to)),
         Patch::Remove(nodes) => removed.extend(nodes.iter().copied()),
         Patch::DropLoss => drop_loss = true,
+        Patch::Swap { first, second } => swap = Some((*first, *second)),
     }
     if drop_loss && let Some(l) = graph.loss() {
         removed.insert(l);
@@ -101,16 +113,29 @@ pub(crate) fn apply(graph: &Graph, patch: &Patch, pass: &str) -> Result<Graph, D
             map.insert(node.output, v);
             continue;
         }
+        if let Some((first, second)) = swap
+            && first == id
+        {
+            // Both nodes are added here, in their new order.
+            let inputs = node.inputs.iter().map(|v| lookup(&map, v)).collect();
+            let s = graph.node(second);
+            let a = out.add_node(s.op.clone(), inputs, meta_of(graph, second));
+            let a_out = out.node(a).output;
+            let b = out.add_node(node.op.clone(), vec![a_out], meta_of(graph, first));
+            map.insert(s.output, out.node(b).output);
+            continue;
+        }
+        if let Some((_, second)) = swap
+            && second == id
+        {
+            continue;
+        }
         let (op, inputs, meta_from) = match replace {
             Some((at, op, inputs, meta_from)) if at == id => ((**op).clone(), inputs, meta_from),
             _ => (node.op.clone(), &node.inputs, id),
         };
         let inputs: Vec<ValueId> = inputs.iter().map(|v| lookup(&map, v)).collect();
-        let meta = NodeMeta {
-            name: graph.name_of(meta_from).to_string(),
-            loc: graph.loc_of(meta_from),
-        };
-        let new = out.add_node(op, inputs, meta);
+        let new = out.add_node(op, inputs, meta_of(graph, meta_from));
         map.insert(node.output, out.node(new).output);
         if graph.loss() == Some(id) {
             new_loss = Some(new);
@@ -126,6 +151,14 @@ pub(crate) fn apply(graph: &Graph, patch: &Patch, pass: &str) -> Result<Graph, D
     infer_shapes(&mut out)?;
     verify(&out, pass, true)?;
     Ok(out)
+}
+
+/// A copy of the side-table entry of `id`.
+fn meta_of(graph: &Graph, id: NodeId) -> NodeMeta {
+    NodeMeta {
+        name: graph.name_of(id).to_string(),
+        loc: graph.loc_of(id),
+    }
 }
 
 /// Applies the first patch `find` returns until it returns none.
