@@ -1131,11 +1131,31 @@ pub fn conv2d_forward(
     epilogue: &[ConvEpilogue<'_>],
     y: &mut [f32],
 ) {
-    use super::gemm::{Slot, with_scratch};
     check_forward(g, x, w, epilogue, y);
     if uses_winograd(kern, g) {
         return winograd::conv2d_forward_winograd(kern, g, x, w, epilogue, y);
     }
+    conv2d_forward_gemm(kern, g, x, w, epilogue, y);
+}
+
+/// [`conv2d_forward`] without Winograd: the direct kernel where
+/// [`uses_direct`], else the GEMM lowering (what the benchmarks compare
+/// Winograd with).
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv2d_forward_gemm(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+) {
+    use super::gemm::{Slot, with_scratch};
+    check_forward(g, x, w, epilogue, y);
     if uses_direct(kern, g) {
         return forward_threaded_with(kern, g, x, plain_weights(g, w), epilogue, y);
     }
