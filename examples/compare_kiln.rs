@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo run --release --example compare_kiln -- DIR WORKLOAD THREADS
 //! WARMUP RUNS`, with WORKLOAD one of `lenet_infer_b1`, `lenet_infer_b256`,
-//! `resnet18_infer_b1`.
+//! `resnet18_infer_b1`, `lenet_train_b64`, `resnet18_cifar_train_b32`,
+//! `resnet20_train_b32`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use std::time::Instant;
 
 kiln::network!("models/lenet5.yaml");
 kiln::network!("models/resnet18.yaml");
+kiln::network!("models/resnet18_cifar.yaml");
+kiln::network!("models/resnet20.yaml");
 
 /// CPU time of the whole process (every thread), in seconds.
 fn process_cpu_seconds() -> f64 {
@@ -121,41 +124,45 @@ type Measured = (Timing, PathBuf, Vec<usize>, Vec<usize>);
 /// Learning rate of the training workloads.
 const LR: f32 = 0.01;
 
-/// Builds, exports and times LeNet-5's training step at `batch`; returns
-/// the timing and the first step's loss.
-fn lenet_train(
-    dir: &Path,
-    workload: &str,
-    batch: usize,
-    warmup: usize,
-    runs: usize,
-) -> Result<(Measured, f32), String> {
-    let init = kiln::runtime::init::InitPolicy::new(kiln::runtime::init::Init::He(
-        kiln::runtime::init::Dist::Normal,
-    ));
-    let mut net = LeNet5::new(&init, 7, batch).map_err(|e| e.to_string())?;
-    let state = kiln::runtime::checkpoint::TrainState::default();
-    let weights = dir.join("lenet5_train.safetensors");
-    net.save(&weights, &state).map_err(|e| e.to_string())?;
-    let x = input(batch * LeNet5::INPUT_LEN);
-    let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
-    write_f32(&dir.join(format!("{workload}.x.f32")), &x)?;
-    let mut opt = kiln::runtime::optim::Optim::momentum(0.9);
-    let loss = net
-        .train_step(&x, &y, &mut opt, LR)
+/// Builds, exports and times the training step of the network type `$net`
+/// (weights written as `$model`_train.safetensors, and after the first step
+/// as `$model`_train_step1.safetensors) at `$batch`, SGD with momentum 0.9
+/// and learning rate [`LR`], targets `i % 10`; gives the timing and the
+/// first step's loss.
+macro_rules! train {
+    ($net:ty, $model:expr, $batch:expr, $dir:expr, $workload:expr, $warmup:expr, $runs:expr) => {{
+        let (dir, workload, batch): (&Path, &str, usize) = (&$dir, $workload, $batch);
+        let init = kiln::runtime::init::InitPolicy::new(kiln::runtime::init::Init::He(
+            kiln::runtime::init::Dist::Normal,
+        ));
+        let mut net = <$net>::new(&init, 7, batch).map_err(|e| e.to_string())?;
+        let state = kiln::runtime::checkpoint::TrainState::default();
+        let weights = dir.join(format!("{}_train.safetensors", $model));
+        net.save(&weights, &state).map_err(|e| e.to_string())?;
+        let x = input(batch * <$net>::INPUT_LEN);
+        let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
+        write_f32(&dir.join(format!("{workload}.x.f32")), &x)?;
+        let mut opt = kiln::runtime::optim::Optim::momentum(0.9);
+        let loss = net
+            .train_step(&x, &y, &mut opt, LR)
+            .map_err(|e| e.to_string())?;
+        net.save(
+            dir.join(format!("{}_train_step1.safetensors", $model)),
+            &state,
+        )
         .map_err(|e| e.to_string())?;
-    net.save(dir.join("lenet5_train_step1.safetensors"), &state)
-        .map_err(|e| e.to_string())?;
-    let t = time(warmup, runs, || {
-        std::hint::black_box(
-            net.train_step(&x, &y, &mut opt, LR)
-                .map_err(|e| e.to_string())?,
-        );
-        Ok(())
-    })?;
-    let mut xs = vec![batch];
-    xs.extend_from_slice(&LeNet5::INPUT_SHAPE);
-    Ok(((t, weights, xs, vec![batch]), loss))
+        let t = time($warmup, $runs, || {
+            std::hint::black_box(
+                net.train_step(&x, &y, &mut opt, LR)
+                    .map_err(|e| e.to_string())?,
+            );
+            Ok(())
+        })?;
+        let mut xs = vec![batch];
+        xs.extend_from_slice(&<$net>::INPUT_SHAPE);
+        let measured: Measured = (t, weights, xs, vec![batch]);
+        (measured, loss)
+    }};
 }
 
 fn run(args: &[String]) -> Result<String, String> {
@@ -183,13 +190,31 @@ fn run(args: &[String]) -> Result<String, String> {
         "lenet_infer_b256" => infer!(LeNet5, "lenet5", 256, dir, workload, warmup, runs),
         "resnet18_infer_b1" => infer!(ResNet18, "resnet18", 1, dir, workload, warmup, runs),
         "lenet_train_b64" => {
-            let (m, l) = lenet_train(&dir, workload, 64, warmup, runs)?;
+            let (m, l) = train!(LeNet5, "lenet5", 64, dir, workload, warmup, runs);
+            loss = Some(l);
+            m
+        }
+        "resnet18_cifar_train_b32" => {
+            let (m, l) = train!(
+                ResNet18Cifar,
+                "resnet18_cifar",
+                32,
+                dir,
+                workload,
+                warmup,
+                runs
+            );
+            loss = Some(l);
+            m
+        }
+        "resnet20_train_b32" => {
+            let (m, l) = train!(ResNet20, "resnet20", 32, dir, workload, warmup, runs);
             loss = Some(l);
             m
         }
         other => {
             return Err(format!(
-                "unknown workload `{other}` (expected lenet_infer_b1, lenet_infer_b256, resnet18_infer_b1 or lenet_train_b64)"
+                "unknown workload `{other}` (expected lenet_infer_b1, lenet_infer_b256, resnet18_infer_b1, lenet_train_b64, resnet18_cifar_train_b32 or resnet20_train_b32)"
             ));
         }
     };

@@ -1,8 +1,10 @@
 //! Generated `forward` performs no heap allocation: a counting global
-//! allocator wraps the system one, and after one warm-up call, `forward` of
-//! LeNet-5 (at batch 1 and at batch 8, full and partial batches) must not
-//! allocate, reallocate or free; nor may the training routine
-//! (`loss_and_grads`) once its arena is allocated by the first call.
+//! allocator wraps the system one, and `forward` of LeNet-5 and of a ResNet
+//! basic block (at batch 1 and larger, full and partial batches; the first
+//! call, which computes the prepared weights, and a call after
+//! `params_mut`, which computes them again) must not allocate, reallocate
+//! or free; nor may the training routine (`loss_and_grads`) once its arena
+//! is allocated by the first call.
 //!
 //! Only the measuring thread's heap calls count (a `thread_local!` flag):
 //! the test harness's own threads allocate at any time. That is exact here,
@@ -15,7 +17,7 @@
 //! networks therefore size every worker's scratch at construction
 //! (`reserve_scratch`, through `rayon::broadcast`), and
 //! [`lenet5_forward_on_two_threads_does_not_allocate`] counts the heap calls
-//! of every thread while `forward` runs on a two-thread pool. Training
+//! of every worker of a two-thread pool while `forward` runs on it. Training
 //! (`conv2d_backward_data`) is checked on one thread only.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -34,12 +36,24 @@ static ARMED: AtomicBool = AtomicBool::new(false);
 /// Allocations, reallocations and frees of the measured thread.
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether every thread's heap calls count, not just the measured one's.
+/// Whether the heap calls of every thread of the measured pool count, not
+/// just the measuring thread's.
 static COUNT_ALL: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Whether this thread is the one being measured.
     static MEASURING: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread is a worker of the two-thread pool under test
+    /// (other threads, such as a finished test's thread freeing its
+    /// thread-locals while this test measures, do not count).
+    static IN_POOL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the heap call being made now counts.
+fn counted() -> bool {
+    ARMED.load(Ordering::Relaxed)
+        && (MEASURING.with(Cell::get)
+            || (COUNT_ALL.load(Ordering::Relaxed) && IN_POOL.with(Cell::get)))
 }
 
 /// Held by each test, so that one test's set-up is not counted in another.
@@ -48,36 +62,28 @@ static SERIAL: Mutex<()> = Mutex::new(());
 // SAFETY: every method forwards to `System` with the caller's arguments.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed)
-            && (COUNT_ALL.load(Ordering::Relaxed) || MEASURING.with(Cell::get))
-        {
+        if counted() {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::Relaxed)
-            && (COUNT_ALL.load(Ordering::Relaxed) || MEASURING.with(Cell::get))
-        {
+        if counted() {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed)
-            && (COUNT_ALL.load(Ordering::Relaxed) || MEASURING.with(Cell::get))
-        {
+        if counted() {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed)
-            && (COUNT_ALL.load(Ordering::Relaxed) || MEASURING.with(Cell::get))
-        {
+        if counted() {
             CALLS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
@@ -108,30 +114,45 @@ fn heap_calls(f: impl FnOnce()) -> usize {
     CALLS.load(Ordering::SeqCst)
 }
 
-/// Builds LeNet-5 at `batch`, warms it up on a full batch, and checks that
-/// further calls on `examples` examples each allocate `expect` times.
-fn check(batch: usize, examples: &[usize], expect: usize) {
-    let init = kiln::runtime::init::InitPolicy::new(kiln::runtime::init::Init::He(
-        kiln::runtime::init::Dist::Normal,
-    ));
-    let mut net = LeNet5::new(&init, 3, batch).unwrap();
-    let x: Vec<f32> = (0..batch * LeNet5::INPUT_LEN)
-        .map(|i| ((i * 7919) % 255) as f32 / 255.0)
-        .collect();
-    net.forward(&x).unwrap();
-    for &n in examples {
-        let input = &x[..n * LeNet5::INPUT_LEN];
-        let mut sum = 0.0;
-        let calls = heap_calls(|| {
-            let y = net.forward(input).unwrap();
-            sum = y.iter().sum::<f32>();
-        });
-        assert!(sum.is_finite());
-        assert_eq!(
-            calls, expect,
-            "LeNet-5 at batch {batch}, {n} examples: forward made {calls} heap calls"
-        );
-    }
+/// Builds network `$net` at `$batch` and checks that `forward` makes no
+/// heap call: the first call (which computes the prepared weights), calls
+/// on each count of `$examples`, and a call after `params_mut` (which
+/// marks the prepared weights stale, so they are computed again).
+macro_rules! check {
+    ($net:ty, $batch:expr, $examples:expr) => {{
+        let batch: usize = $batch;
+        let init = kiln::runtime::init::InitPolicy::new(kiln::runtime::init::Init::He(
+            kiln::runtime::init::Dist::Normal,
+        ));
+        let mut net = <$net>::new(&init, 3, batch).unwrap();
+        let x: Vec<f32> = (0..batch * <$net>::INPUT_LEN)
+            .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+            .collect();
+        let name = stringify!($net);
+        let forward = |net: &mut $net, n: usize, what: &str| {
+            let input = &x[..n * <$net>::INPUT_LEN];
+            let mut sum = 0.0;
+            let calls = heap_calls(|| {
+                let y = net.forward(input).unwrap();
+                sum = y.iter().sum::<f32>();
+            });
+            assert!(sum.is_finite());
+            assert_eq!(
+                calls, 0,
+                "{name} at batch {batch}, {n} examples ({what}): forward made {calls} heap calls"
+            );
+        };
+        forward(&mut net, batch, "first call");
+        for &n in $examples {
+            forward(&mut net, n, "warm");
+        }
+        net.params_mut().values[0] += 0.5;
+        forward(&mut net, batch, "after params_mut");
+    }};
+}
+
+mod block {
+    kiln::network!("compiler/tests/data/basic_block.yaml");
 }
 
 #[test]
@@ -139,8 +160,17 @@ fn lenet5_forward_does_not_allocate() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     one_thread();
     // Batch 1; batch 8 full, partial, and full again.
-    check(1, &[1, 1], 0);
-    check(8, &[8, 3, 8], 0);
+    check!(LeNet5, 1, &[1, 1]);
+    check!(LeNet5, 8, &[8, 3, 8]);
+}
+
+#[test]
+fn resnet_block_forward_does_not_allocate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    one_thread();
+    // Fused steps with folded batch norm, packed weights and a residual.
+    check!(block::BasicBlock, 1, &[1]);
+    check!(block::BasicBlock, 4, &[4, 3]);
 }
 
 #[test]
@@ -176,6 +206,7 @@ fn lenet5_forward_on_two_threads_does_not_allocate() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
+        .start_handler(|_| IN_POOL.with(|c| c.set(true)))
         .build()
         .unwrap();
     pool.install(|| {

@@ -13,7 +13,10 @@
 //! within `1e-4` of the reference tensor's largest magnitude (at least 0.1). Each case runs
 //! with a full batch of 3 and with 2 examples in a batch-3 network (batch
 //! statistics over the examples given); `resnet20` (cross-entropy on
-//! class targets) and `mlp_mnist` run whole. Dropout masks agree because
+//! class targets) and `mlp_mnist` run whole (`resnet18_cifar` is in
+//! `gen_train_vs_interp.rs`). The generated side runs the joint graph after
+//! `passes::fuse_training` (batch norm → ReLU backward fused), the
+//! interpreter the unfused one. Dropout masks agree because
 //! the interpreter runs with the generated step's seed (`step_seed()`).
 
 use kiln_compiler::frontend;
@@ -263,6 +266,17 @@ tcase!(resnet_basic_block, Net, 150, {
         x.basic(4).basic(6, stride = 2)
     } loss mse; });
 tcase!(resnet20, ResNet20, 202, file "models/resnet20.yaml");
+tcase!(linear_bn_relu, Net, 167, {
+    network Net(x: [7]) -> out { x.linear(6, bias = false).batch_norm().relu().linear(3) }
+    loss mse;
+});
+tcase!(bn_relu_and_its_input, Net, 168, {
+    network Net(x: [2, 5, 5]) -> out {
+        let y = x.conv2d(3, k = 3, p = 1, bias = false).batch_norm();
+        y.relu() + y
+    }
+    loss mse;
+});
 tcase!(fan_out, Net, 160, {
     network Net(x: [2, 5, 5]) -> out {
         let a = x.conv2d(3, k = 1);

@@ -361,6 +361,7 @@ case!(resnet_basic_block, 80, {
 });
 case!(lenet5_wide, LeNet5Wide, 2, 81, file "models/lenet5_wide.yaml");
 case!(mlp_mnist, MlpMnist, 2, 82, file "models/mlp_mnist.yaml");
+case!(resnet18_cifar, ResNet18Cifar, 2, 83, file "models/resnet18_cifar.yaml");
 
 /// Training through `conv_transpose2d` is not emitted yet: the emitter says
 /// so (K0400, naming the layer) instead of generating wrong code.

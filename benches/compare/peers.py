@@ -93,24 +93,42 @@ def torch_models():
                 x = getattr(self, f"basic{i}")(x)
             return x
 
-    class ResNet18(nn.Module):
-        def __init__(self):
+    class ResNet(nn.Module):
+        """A basic-block ResNet: the stem (`k`×`k` convolution at stride `s`,
+        an optional 3×3 max-pool), one stage per width, global average
+        pooling and a linear head, named as kiln names the zoo's layers."""
+
+        def __init__(self, k, s, pool, widths, blocks, classes):
             super().__init__()
-            self.conv2d0 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.batch_norm0 = nn.BatchNorm2d(64)
-            self.stage0 = Stage(64, 64, 2, 1)
-            self.stage1 = Stage(64, 128, 2, 2)
-            self.stage2 = Stage(128, 256, 2, 2)
-            self.stage3 = Stage(256, 512, 2, 2)
-            self.linear0 = nn.Linear(512, 1000)
+            self.conv2d0 = nn.Conv2d(3, widths[0], k, s, k // 2, bias=False)
+            self.batch_norm0 = nn.BatchNorm2d(widths[0])
+            self.pool = pool
+            cin = widths[0]
+            for i, c in enumerate(widths):
+                setattr(self, f"stage{i}", Stage(cin, c, blocks, 1 if i == 0 else 2))
+                cin = c
+            self.stages = len(widths)
+            self.linear0 = nn.Linear(cin, classes)
 
         def forward(self, x):
             f = torch.nn.functional
-            x = f.max_pool2d(f.relu(self.batch_norm0(self.conv2d0(x))), 3, 2, 1)
-            x = self.stage3(self.stage2(self.stage1(self.stage0(x))))
+            x = f.relu(self.batch_norm0(self.conv2d0(x)))
+            if self.pool:
+                x = f.max_pool2d(x, 3, 2, 1)
+            for i in range(self.stages):
+                x = getattr(self, f"stage{i}")(x)
             return self.linear0(x.mean((2, 3)))
 
-    return {"lenet5": LeNet5, "resnet18": ResNet18}
+    def resnet18():
+        return ResNet(7, 2, True, [64, 128, 256, 512], 2, 1000)
+
+    def resnet18_cifar():
+        return ResNet(3, 1, False, [64, 128, 256, 512], 2, 10)
+
+    def resnet20():
+        return ResNet(3, 1, False, [16, 32, 64], 3, 10)
+
+    return {"lenet5": LeNet5, "resnet18": resnet18, "resnet18_cifar": resnet18_cifar, "resnet20": resnet20}
 
 
 def load_torch(model, weights):
@@ -136,9 +154,10 @@ def jax_forward(model, params):
     return jax.jit(jax_forward_raw(model, {k: jnp.asarray(v) for k, v in params.items()}))
 
 
-def jax_forward_raw(model, p):
+def jax_forward_raw(model, p, train=False):
     """The forward pass of `model` as a function of the input, closing over
-    the parameters `p` (JAX arrays or tracers)."""
+    the parameters `p` (JAX arrays or tracers); with `train`, batch norm
+    normalizes with the batch statistics (biased variance), as in training."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -149,8 +168,13 @@ def jax_forward_raw(model, p):
             dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
     def bn(x, name):
-        scale = p[name + ".weight"] / jnp.sqrt(p[name + ".running_var"] + 1e-5)
-        shift = p[name + ".bias"] - p[name + ".running_mean"] * scale
+        if train:
+            mean = jnp.mean(x, axis=(0, 2, 3))
+            var = jnp.mean(jnp.square(x - mean[None, :, None, None]), axis=(0, 2, 3))
+        else:
+            mean, var = p[name + ".running_mean"], p[name + ".running_var"]
+        scale = p[name + ".weight"] / jnp.sqrt(var + 1e-5)
+        shift = p[name + ".bias"] - mean * scale
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
     def maxpool(x, k, s, pad=0):
@@ -175,14 +199,23 @@ def jax_forward_raw(model, p):
             x = bn(conv(x, p[pre + "conv2d2.weight"], stride), pre + "batch_norm2")
         return relu(y + x)
 
-    def resnet18(x):
-        x = maxpool(relu(bn(conv(x, p["conv2d0.weight"], 2, 3), "batch_norm0")), 3, 2, 1)
-        for s, stride in enumerate([1, 2, 2, 2]):
-            x = basic(x, f"stage{s}.basic0.", stride)
-            x = basic(x, f"stage{s}.basic1.", 1)
-        return x.mean((2, 3)) @ p["linear0.weight"].T + p["linear0.bias"]
+    def resnet(stem_stride, stem_pad, pool, stages, blocks):
+        def f(x):
+            x = relu(bn(conv(x, p["conv2d0.weight"], stem_stride, stem_pad), "batch_norm0"))
+            if pool:
+                x = maxpool(x, 3, 2, 1)
+            for s in range(stages):
+                for b in range(blocks):
+                    x = basic(x, f"stage{s}.basic{b}.", 2 if s > 0 and b == 0 else 1)
+            return x.mean((2, 3)) @ p["linear0.weight"].T + p["linear0.bias"]
+        return f
 
-    return {"lenet5": lenet, "resnet18": resnet18}[model]
+    return {
+        "lenet5": lenet,
+        "resnet18": resnet(2, 3, True, 4, 2),
+        "resnet18_cifar": resnet(1, 1, False, 4, 2),
+        "resnet20": resnet(1, 1, False, 3, 3),
+    }[model]
 
 
 # ---- the peers ---------------------------------------------------------------
@@ -201,29 +234,35 @@ def run_peer(name, make, want, warmup, runs):
         return {"error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
 
 
-def run_train_peers(directory, workload, threads, warmup, runs, meta):
-    """LeNet-5's training step (SGD momentum 0.9, cross-entropy, labels
-    `i % 10`) on kiln's initial weights: the first step's loss and updated
-    weights are checked against kiln's, then steps are timed."""
+def run_train_peers(directory, workload, model, threads, warmup, runs, meta):
+    """`model`'s training step (SGD momentum 0.9, cross-entropy, labels
+    `i % 10`, batch norm on batch statistics) on kiln's initial weights: the
+    first step's loss and updated weights (and, for PyTorch, batch norm's
+    running statistics) are checked against kiln's, then steps are timed."""
     import torch
 
     torch.set_num_threads(threads)
     lr = meta["lr"]
     x = np.fromfile(os.path.join(directory, workload + ".x.f32"), dtype="<f4").reshape(meta["input_shape"])
     y = (np.arange(x.shape[0]) % 10).astype(np.int64)
-    init = load_file(os.path.join(directory, "lenet5_train.safetensors"))
-    after = load_file(os.path.join(directory, "lenet5_train_step1.safetensors"))
+    init = load_file(os.path.join(directory, model + "_train.safetensors"))
+    after = load_file(os.path.join(directory, model + "_train_step1.safetensors"))
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
+    def is_buffer(name):
+        return name.endswith(".running_mean") or name.endswith(".running_var")
+
     def step_error(loss, params):
+        """The worst error of the loss and of every tensor in `params`
+        against kiln's after its first step."""
         err = abs(float(loss) - meta["loss"]) / max(1.0, abs(meta["loss"]))
-        for k, v in after.items():
-            err = max(err, error_of(params[k], v))
+        for k, v in params.items():
+            err = max(err, error_of(v, after[k]))
         return err
 
     def torch_peer(compile_it):
         def make():
-            net = load_torch("lenet5", os.path.join(directory, "lenet5_train.safetensors")).train()
+            net = load_torch(model, os.path.join(directory, model + "_train.safetensors")).train()
             model = torch.compile(net) if compile_it else net
             opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
 
@@ -235,6 +274,7 @@ def run_train_peers(directory, workload, threads, warmup, runs, meta):
                 return loss.item()
             loss = step()
             named = {k: v.detach().numpy() for k, v in net.named_parameters()}
+            named.update({k: v.numpy() for k, v in net.named_buffers() if is_buffer(k)})
             return step_error(loss, named), step
         return make
 
@@ -243,7 +283,7 @@ def run_train_peers(directory, workload, threads, warmup, runs, meta):
         import jax.numpy as jnp
 
         def loss_fn(params, xb, yb):
-            logits = jax_forward_raw("lenet5", params)(xb)
+            logits = jax_forward_raw(model, {**params, **buffers}, train=True)(xb)
             logp = jax.nn.log_softmax(logits)
             return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
 
@@ -254,7 +294,11 @@ def run_train_peers(directory, workload, threads, warmup, runs, meta):
             params = jax.tree_util.tree_map(lambda p, v: p - lr * v, params, vel)
             return params, vel, loss
 
-        state = {"p": {k: jnp.asarray(v) for k, v in init.items()}}
+        # Running statistics are not learned: they stay out of the gradient
+        # (JAX's functional batch norm does not update them, so they are not
+        # checked).
+        buffers = {k: jnp.asarray(v) for k, v in init.items() if is_buffer(k)}
+        state = {"p": {k: jnp.asarray(v) for k, v in init.items() if not is_buffer(k)}}
         state["v"] = jax.tree_util.tree_map(jnp.zeros_like, state["p"])
         xb, yb = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
 
@@ -280,11 +324,11 @@ def run_train_peers(directory, workload, threads, warmup, runs, meta):
 def main():
     directory, workload, threads, warmup, runs = sys.argv[1:6]
     threads, warmup, runs = int(threads), int(warmup), int(runs)
-    model = "lenet5" if workload.startswith("lenet") else "resnet18"
+    model = workload.split("_train")[0].split("_infer")[0].replace("lenet", "lenet5")
     weights = os.path.join(directory, model + ".safetensors")
     meta = json.load(open(os.path.join(directory, workload + ".json")))
     if "train" in workload:
-        return run_train_peers(directory, workload, threads, warmup, runs, meta)
+        return run_train_peers(directory, workload, model, threads, warmup, runs, meta)
     x = np.fromfile(os.path.join(directory, workload + ".x.f32"), dtype="<f4").reshape(meta["input_shape"])
     want = np.fromfile(os.path.join(directory, workload + ".y.f32"), dtype="<f4").reshape(meta["output_shape"])
 

@@ -2,7 +2,10 @@
 //!
 //! [`check`] reads like a table of contents: lower, verify, infer shapes,
 //! verify, summarize. With `KILN_DEBUG=<pass>` (`lower`, `infer_shapes`, or
-//! `all`) the graph is printed to stderr after that pass.
+//! `all`; a comma-separated list names several) the graph is printed to
+//! stderr after that pass. The inference rewrites that follow a check are
+//! [`crate::passes::fuse_for_inference`], which dumps the same way after
+//! each of its passes.
 
 use crate::ast;
 use crate::diag::Diagnostics;
@@ -54,7 +57,7 @@ pub fn check(module: &ast::Module) -> Result<Vec<CheckedNetwork>, Diagnostics> {
 }
 
 /// Prints `graph` to stderr if `KILN_DEBUG` names `pass` (or is `all`).
-fn debug_dump(graph: &Graph, pass: &str) {
+pub(crate) fn debug_dump(graph: &Graph, pass: &str) {
     if let Ok(want) = std::env::var("KILN_DEBUG")
         && want.split(',').any(|w| w == pass || w == "all")
     {

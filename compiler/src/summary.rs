@@ -8,7 +8,7 @@
 //! Parameters are the learned tensors; batch norm's running statistics are
 //! buffers and not counted. Graph inputs and the loss head are not layers.
 
-use crate::ir::{Category, Graph, Op};
+use crate::ir::{Category, Graph, Node, Op};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -57,37 +57,13 @@ pub fn summarize(graph: &Graph) -> Summary {
             .iter()
             .filter(|p| p.role.is_learned())
             .fold(0u64, |acc, p| acc.saturating_add(p.numel()));
-        let numel = |v| graph.shape(v).map(|s| s.numel()).unwrap_or(0);
         let macs = match &node.op {
-            Op::Conv2d(c) => {
-                let cin = node
-                    .inputs
-                    .first()
-                    .and_then(|&v| graph.shape(v))
-                    .map(|s| s.0[0])
-                    .unwrap_or(0);
-                numel(node.output)
-                    .saturating_mul((cin / c.groups) as u64)
-                    .saturating_mul((c.kernel[0] * c.kernel[1]) as u64)
-            }
-            Op::ConvTranspose2d(c) => node
-                .inputs
-                .first()
-                .map(|&v| numel(v))
-                .unwrap_or(0)
-                .saturating_mul((c.out / c.groups) as u64)
-                .saturating_mul((c.kernel[0] * c.kernel[1]) as u64),
-            Op::Linear { out, .. } => node
-                .inputs
-                .first()
-                .map(|&v| numel(v))
-                .unwrap_or(0)
-                .saturating_mul(*out as u64),
-            _ => 0,
+            Op::Fused(f) => f.anchor_op().map_or(0, |a| macs(graph, node, &a)),
+            op => macs(graph, node, op),
         };
         layers.push(LayerSummary {
             name: graph.name_of(id).to_string(),
-            op: node.op.name().to_string(),
+            op: node.op.label(),
             output_shape,
             params,
             macs,
@@ -100,6 +76,125 @@ pub fn summarize(graph: &Graph) -> Summary {
         total_params,
         total_macs,
         layers,
+    }
+}
+
+/// Whether a kernel count is of an inference graph or of a training (joint)
+/// graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Prediction: the loss head and dropout (the identity) run no kernel.
+    Inference,
+    /// A training step: the loss and dropout are kernels too.
+    Training,
+}
+
+/// The number of kernels `graph` runs: its compute nodes. Graph inputs and
+/// the relabellings flatten and reshape (aliases of their input's memory)
+/// are not kernels; at [`Stage::Inference`] neither are the loss head nor
+/// dropout.
+pub fn kernel_count(graph: &Graph, stage: Stage) -> usize {
+    graph
+        .node_ids()
+        .into_iter()
+        .filter(|&id| {
+            let op = &graph.node(id).op;
+            match (op, stage) {
+                (Op::Input { .. } | Op::Flatten | Op::Reshape { .. }, _) => false,
+                (Op::Loss(_), Stage::Inference) => false,
+                (_, Stage::Inference) => !op.is_inference_alias(),
+                (_, Stage::Training) => true,
+            }
+        })
+        .count()
+}
+
+/// The kernels a network runs at each stage of compilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KernelCounts {
+    /// The shaped graph, as lowered, at inference.
+    pub shaped: usize,
+    /// The graph after [`fuse_for_inference`](crate::passes::fuse_for_inference).
+    pub fused: usize,
+    /// The joint forward + backward graph of a training step (`None`
+    /// without a loss head, or with an op that has no gradient).
+    pub training: Option<usize>,
+}
+
+/// The kernel counts of a shaped, verified `graph`: as it is, fused for
+/// inference, and differentiated for training.
+pub fn kernel_counts(graph: &Graph) -> KernelCounts {
+    KernelCounts {
+        shaped: kernel_count(graph, Stage::Inference),
+        fused: kernel_count(&crate::passes::fuse_for_inference(graph), Stage::Inference),
+        training: crate::passes::autodiff(graph)
+            .ok()
+            .map(|j| kernel_count(&j.graph, Stage::Training)),
+    }
+}
+
+impl KernelCounts {
+    /// The counts as one line: `kernels: 68 shaped, 23 fused, 199 training`.
+    pub fn line(&self) -> String {
+        let training = match self.training {
+            Some(t) => format!("{t} training"),
+            None => "no training graph".into(),
+        };
+        format!(
+            "kernels: {} shaped, {} fused, {training}",
+            self.shaped, self.fused
+        )
+    }
+}
+
+/// A summary with its kernel counts, as `kilnc summary --format json`
+/// prints it: the [`Summary`]'s fields and `kernels`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<'a> {
+    /// The per-layer summary.
+    #[serde(flatten)]
+    pub summary: &'a Summary,
+    /// The kernels per stage.
+    pub kernels: KernelCounts,
+}
+
+impl Report<'_> {
+    /// The report as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+/// The multiply-adds per example of `node` computing `op` (the node's own
+/// op, or a fused kernel's anchor).
+fn macs(graph: &Graph, node: &Node, op: &Op) -> u64 {
+    let numel = |v| graph.shape(v).map(|s| s.numel()).unwrap_or(0);
+    match op {
+        Op::Conv2d(c) => {
+            let cin = node
+                .inputs
+                .first()
+                .and_then(|&v| graph.shape(v))
+                .map(|s| s.0[0])
+                .unwrap_or(0);
+            numel(node.output)
+                .saturating_mul((cin / c.groups) as u64)
+                .saturating_mul((c.kernel[0] * c.kernel[1]) as u64)
+        }
+        Op::ConvTranspose2d(c) => node
+            .inputs
+            .first()
+            .map(|&v| numel(v))
+            .unwrap_or(0)
+            .saturating_mul((c.out / c.groups) as u64)
+            .saturating_mul((c.kernel[0] * c.kernel[1]) as u64),
+        Op::Linear { out, .. } => node
+            .inputs
+            .first()
+            .map(|&v| numel(v))
+            .unwrap_or(0)
+            .saturating_mul(*out as u64),
+        _ => 0,
     }
 }
 

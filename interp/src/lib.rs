@@ -169,16 +169,23 @@ fn fnv1a(s: &str) -> u64 {
 /// shaped as the graph says: weights uniform in `±1/√fan_in` (fan-in the
 /// product of all dims but the first), biases in `±0.5`, batch norm's γ in
 /// `[0.5, 1.5]` and β in `±0.5`, running means in `±0.5` and running
-/// variances in `[0.5, 1.5]`, PReLU slopes in `[0.1, 0.4]`. Each tensor
+/// variances in `[0.5, 1.5]`, PReLU slopes in `[0.1, 0.4]` (a fused kernel's
+/// folded batch norm draws as batch norm does). Each tensor
 /// draws from its own stream (seed and name), so adding a layer does not
 /// change the others.
 pub fn random_params<T: Real>(graph: &Graph, seed: u64) -> Params<T> {
     let mut out = Params::new();
     for id in graph.node_ids() {
         let node = graph.node(id);
-        let is_bn = matches!(node.op, kiln_compiler::ir::Op::BatchNorm { .. });
+        // The index of the first batch-norm parameter, if the node has any.
+        let bn_from = match &node.op {
+            kiln_compiler::ir::Op::BatchNorm { .. } => Some(0),
+            kiln_compiler::ir::Op::Fused(f) if f.folded_bn.is_some() => Some(f.anchor_params()),
+            _ => None,
+        };
         let is_prelu = matches!(node.op, kiln_compiler::ir::Op::Prelu { .. });
-        for p in &node.params {
+        for (i, p) in node.params.iter().enumerate() {
+            let is_bn = bn_from.is_some_and(|k| i >= k);
             let mut rng = Rng::new(seed).fork(fnv1a(&p.name));
             let dims = p.shape.dims();
             let fan_in: usize = dims.iter().skip(1).product::<usize>().max(1);

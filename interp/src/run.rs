@@ -3,8 +3,8 @@
 
 use crate::{Error, Feed, Mode, Params, Targets, Values, dropout_seed};
 use kiln_compiler::ir::{
-    self, Activation, Conv2d, ConvTranspose2d, GradOp, Graph, LossKind, NodeId, Op, Shape,
-    UpsampleMode,
+    self, Activation, Anchor, Conv2d, ConvTranspose2d, Epilogue, Fused, GradOp, Graph, LossKind,
+    NodeId, Op, Shape, UpsampleMode,
 };
 use kiln_runtime::activation::Activation as RtAct;
 use kiln_runtime::kernels::activation::ChannelShape;
@@ -306,16 +306,7 @@ impl<T: Real> Cx<'_, T> {
                 }
                 Ok(data.clone())
             }
-            Op::Conv2d(c) => {
-                let g = conv_geometry(c, n, &self.in_shape(id, 0));
-                let w = self.param_of(id, 0)?;
-                let b = if c.bias {
-                    Some(self.param_of(id, 1)?)
-                } else {
-                    None
-                };
-                Ok(rf::conv::conv2d_forward(&g, self.input(id, 0)?, w, b))
-            }
+            Op::Conv2d(c) => self.conv2d(id, c),
             Op::ConvTranspose2d(c) => {
                 let g = conv_t_geometry(c, n, &self.in_shape(id, 0), &self.out_shape(id));
                 self.check_conv_t(id, &g)?;
@@ -332,21 +323,9 @@ impl<T: Real> Cx<'_, T> {
                     b,
                 ))
             }
-            Op::Linear { out, bias, .. } => {
-                let i = self.in_shape(id, 0).numel() as usize;
-                let w = self.param_of(id, 0)?;
-                // y = x · Wᵀ: [n × in] · [in × out].
-                let mut y =
-                    rf::gemm::matmul(&Gemm::new(n, *out, i).transpose_b(), self.input(id, 0)?, w);
-                if *bias {
-                    let b = self.param_of(id, 1)?;
-                    for (k, v) in y.iter_mut().enumerate() {
-                        *v += b[k % out];
-                    }
-                }
-                Ok(y)
-            }
+            Op::Linear { out, bias, .. } => self.linear(id, *out, *bias),
             Op::Flatten | Op::Reshape { .. } => Ok(self.input(id, 0)?.to_vec()),
+            Op::MaxPool2d(p) if p.ceil => self.max_pool_ceil(id, p),
             Op::MaxPool2d(p) => {
                 let g = pool_geometry(p, n, &self.in_shape(id, 0));
                 let mut y = vec![T::ZERO; g.output_len()];
@@ -481,7 +460,137 @@ impl<T: Real> Cx<'_, T> {
                 Ok(vec![value])
             }
             Op::Grad(g) => self.grad(id, g),
+            Op::Fused(f) => self.fused(id, f),
         }
+    }
+
+    /// Max pooling in ceil mode: the input padded explicitly with −∞ up to
+    /// the extent the last (partial) window reaches, then pooled without
+    /// padding, so the references need no ceil mode of their own.
+    fn max_pool_ceil(&self, id: NodeId, p: &ir::Pool2d) -> Result<Vec<T>, Error> {
+        let [c, h, w] = chw(&self.in_shape(id, 0));
+        let [_, oh, ow] = chw(&self.out_shape(id));
+        let (hp, wp) = (
+            (oh - 1) * p.stride[0] + p.kernel[0],
+            (ow - 1) * p.stride[1] + p.kernel[1],
+        );
+        let [ph, pw] = p.padding;
+        let x = self.input(id, 0)?;
+        let planes = self.feed.batch * c;
+        let mut padded = vec![T::from_f64(f64::NEG_INFINITY); planes * hp * wp];
+        for plane in 0..planes {
+            for i in 0..h.min(hp.saturating_sub(ph)) {
+                for j in 0..w.min(wp.saturating_sub(pw)) {
+                    padded[(plane * hp + i + ph) * wp + j + pw] = x[(plane * h + i) * w + j];
+                }
+            }
+        }
+        let g = RtPool {
+            n: self.feed.batch,
+            c,
+            h: hp,
+            w: wp,
+            kh: p.kernel[0],
+            kw: p.kernel[1],
+            sh: p.stride[0],
+            sw: p.stride[1],
+            ph: 0,
+            pw: 0,
+        };
+        let mut y = vec![T::ZERO; g.output_len()];
+        let mut arg = vec![0u32; g.output_len()];
+        rf::pool::max_pool2d_forward(&padded, &mut y, &mut arg, g);
+        Ok(y)
+    }
+
+    /// A convolution on input 0 with the node's first parameters.
+    fn conv2d(&self, id: NodeId, c: &Conv2d) -> Result<Vec<T>, Error> {
+        let g = conv_geometry(c, self.feed.batch, &self.in_shape(id, 0));
+        let w = self.param_of(id, 0)?;
+        let b = if c.bias {
+            Some(self.param_of(id, 1)?)
+        } else {
+            None
+        };
+        Ok(rf::conv::conv2d_forward(&g, self.input(id, 0)?, w, b))
+    }
+
+    /// A linear layer on input 0 with the node's first parameters.
+    fn linear(&self, id: NodeId, out: usize, bias: bool) -> Result<Vec<T>, Error> {
+        let n = self.feed.batch;
+        let i = self.in_shape(id, 0).numel() as usize;
+        let w = self.param_of(id, 0)?;
+        // y = x · Wᵀ: [n × in] · [in × out].
+        let mut y = rf::gemm::matmul(&Gemm::new(n, out, i).transpose_b(), self.input(id, 0)?, w);
+        if bias {
+            let b = self.param_of(id, 1)?;
+            for (k, v) in y.iter_mut().enumerate() {
+                *v += b[k % out];
+            }
+        }
+        Ok(y)
+    }
+
+    /// A fused kernel, composed from the references: the anchor, then the
+    /// batch norm on its running statistics, then each epilogue step.
+    fn fused(&self, id: NodeId, f: &Fused) -> Result<Vec<T>, Error> {
+        if let Mode::Training { .. } = self.feed.mode {
+            return Err(self.err(
+                id,
+                "a fused kernel is inference-only; train the unfused graph",
+            ));
+        }
+        let mut v = match &f.anchor {
+            Anchor::Conv2d(c) => self.conv2d(id, c)?,
+            Anchor::Linear { out, bias } => self.linear(id, *out, *bias)?,
+            Anchor::Identity => self.input(id, 0)?.to_vec(),
+        };
+        if let Some(bn) = &f.folded_bn {
+            let k = f.anchor_params();
+            let g = ncs(self.feed.batch, &self.out_shape(id));
+            let mut y = vec![T::ZERO; v.len()];
+            rf::norm::batch_norm_inference(
+                &v,
+                &mut y,
+                g,
+                self.param_of(id, k)?,
+                self.param_of(id, k + 1)?,
+                self.param_of(id, k + 2)?,
+                self.param_of(id, k + 3)?,
+                bn.eps,
+            );
+            v = y;
+        }
+        let mut extra = 1;
+        for e in &f.epilogue {
+            match e {
+                Epilogue::Activation(a) => {
+                    let mut y = vec![T::ZERO; v.len()];
+                    rf::activation::activation_forward(to_rt_act(*a), &v, &mut y);
+                    v = y;
+                }
+                Epilogue::Add => {
+                    let r = self.input(id, extra)?;
+                    if r.len() != v.len() {
+                        return Err(self.err(
+                            id,
+                            format!("input {extra} has {} values, expected {}", r.len(), v.len()),
+                        ));
+                    }
+                    let mut y = vec![T::ZERO; v.len()];
+                    rf::elementwise::add(&[&v, r], &mut y);
+                    v = y;
+                    extra += 1;
+                }
+                Epilogue::Scale(s) => {
+                    let s = T::from_f64(*s);
+                    for x in &mut v {
+                        *x = *x * s;
+                    }
+                }
+            }
+        }
+        Ok(v)
     }
 
     fn check_conv_t(&self, id: NodeId, g: &Conv2dGeometry) -> Result<(), Error> {
@@ -518,41 +627,6 @@ impl<T: Real> Cx<'_, T> {
             }
         }
         Ok(y)
-    }
-
-    /// Batch norm's training backward `(dx, dγ, dβ)`, the batch statistics
-    /// recomputed from `x` (input 0; `dy` is input 1).
-    fn batch_norm_backward(
-        &self,
-        id: NodeId,
-        eps: f64,
-        gamma: &[T],
-    ) -> Result<(Vec<T>, Vec<T>), Error> {
-        let g = ncs(self.feed.batch, &self.in_shape(id, 0));
-        let x = self.input(id, 0)?;
-        let (mut y, mut rm, mut rv) = (
-            vec![T::ZERO; x.len()],
-            vec![T::ZERO; g.c],
-            vec![T::ZERO; g.c],
-        );
-        let beta = vec![T::ZERO; g.c];
-        let (mean, inv) = rf::norm::batch_norm_train_forward(
-            x, &mut y, g, gamma, &beta, eps, 0.0, &mut rm, &mut rv,
-        );
-        let mut dx = vec![T::ZERO; x.len()];
-        let (mut dgamma, mut dbeta) = (vec![T::ZERO; g.c], vec![T::ZERO; g.c]);
-        rf::norm::batch_norm_backward(
-            x,
-            self.input(id, 1)?,
-            &mut dx,
-            &mut dgamma,
-            &mut dbeta,
-            g,
-            gamma,
-            &mean,
-            &inv,
-        );
-        Ok((dx, dgamma))
     }
 
     /// The loss head's value and its gradient with respect to its input.
@@ -798,14 +872,61 @@ impl<T: Real> Cx<'_, T> {
                 }
                 Ok(dx)
             }
-            GradOp::BatchNormData { eps, weight } => {
-                let gamma = self.named_param(id, weight)?.to_vec();
-                Ok(self.batch_norm_backward(id, *eps, &gamma)?.0)
+            GradOp::BatchNormStats { eps } => {
+                // The statistics of the reference's training forward; γ, β
+                // and the running averages do not enter them.
+                let g = ncs(n, &self.in_shape(id, 0));
+                let x = self.input(id, 0)?;
+                let mut y = vec![T::ZERO; x.len()];
+                let (mut rm, mut rv) = (vec![T::ZERO; g.c], vec![T::ZERO; g.c]);
+                let (gamma, beta) = (vec![T::ONE; g.c], vec![T::ZERO; g.c]);
+                let (mean, inv) = rf::norm::batch_norm_train_forward(
+                    x, &mut y, g, &gamma, &beta, *eps, 0.0, &mut rm, &mut rv,
+                );
+                Ok([mean, inv].concat())
             }
-            GradOp::BatchNormWeight { eps } => {
-                // γ's gradient does not depend on γ.
-                let c = ncs(n, &self.in_shape(id, 0)).c;
-                Ok(self.batch_norm_backward(id, *eps, &vec![T::ONE; c])?.1)
+            GradOp::BatchNormParamGrads { relu } | GradOp::BatchNormInput { relu, .. } => {
+                // The reference backward on `dy` (masked by the ReLU output
+                // with `relu`) with the given statistics; the input
+                // gradient recomputes γ's and β's rather than reading them.
+                let params = matches!(op, GradOp::BatchNormParamGrads { .. });
+                let g = ncs(n, &self.in_shape(id, 0));
+                let x = self.input(id, 0)?;
+                let mut dy = self.input(id, 1)?.to_vec();
+                if *relu {
+                    let y = self.input(id, if params { 3 } else { 4 })?;
+                    for (d, &m) in dy.iter_mut().zip(y) {
+                        if m <= T::ZERO {
+                            *d = T::ZERO;
+                        }
+                    }
+                }
+                let (mean, inv) = self.input(id, 2)?.split_at(g.c);
+                let gamma = match op {
+                    GradOp::BatchNormInput { weight, .. } => self.named_param(id, weight)?.to_vec(),
+                    _ => vec![T::ONE; g.c],
+                };
+                let mut dx = vec![T::ZERO; x.len()];
+                let (mut dgamma, mut dbeta) = (vec![T::ZERO; g.c], vec![T::ZERO; g.c]);
+                rf::norm::batch_norm_backward(
+                    x,
+                    &dy,
+                    &mut dx,
+                    &mut dgamma,
+                    &mut dbeta,
+                    g,
+                    &gamma,
+                    mean,
+                    inv,
+                );
+                Ok(if params { [dgamma, dbeta].concat() } else { dx })
+            }
+            GradOp::Row { index } => {
+                let c = self.out_shape(id).numel() as usize;
+                let v = self.input(id, 0)?;
+                v.get(index * c..(index + 1) * c)
+                    .map(<[T]>::to_vec)
+                    .ok_or_else(|| self.err(id, format!("has no row {index}")))
             }
             GradOp::Lrn {
                 n: size,

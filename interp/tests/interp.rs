@@ -250,3 +250,34 @@ fn unshaped_graph_is_an_error() {
         "`relu0`: the value has no shape; run shape inference first"
     );
 }
+
+#[test]
+fn ceil_mode_max_pool() {
+    // A 5×5 plane of 0..24 in 2×2 windows, stride 2, ceil mode: the last
+    // row and column of windows are partial and take the max of what they
+    // cover (PyTorch's ceil_mode=True).
+    let yaml = net("[1, 5, 5]", "max_pool2d: {k: 2, ceil: true}", "mse");
+    let graph = compile(&yaml).unwrap();
+    let x: Vec<f64> = (0..25).map(f64::from).collect();
+    let f = Feed::new(1, Mode::Inference).input("x", x);
+    let v = run(&graph, &f, &mut Params::new()).unwrap();
+    assert_eq!(
+        v.output("out").unwrap(),
+        [6.0, 8.0, 9.0, 16.0, 18.0, 19.0, 21.0, 23.0, 24.0]
+    );
+    // With padding 1 (k 3, s 2): 5 + 2 − 3 = 4, even, so ceil and floor
+    // agree on 3×3.
+    let yaml = net(
+        "[1, 5, 5]",
+        "max_pool2d: {k: 3, s: 2, p: 1, ceil: true}",
+        "mse",
+    );
+    let graph = compile(&yaml).unwrap();
+    let x: Vec<f64> = (0..25).map(f64::from).collect();
+    let f = Feed::new(1, Mode::Inference).input("x", x);
+    let v = run(&graph, &f, &mut Params::new()).unwrap();
+    assert_eq!(
+        v.output("out").unwrap(),
+        [6.0, 8.0, 9.0, 16.0, 18.0, 19.0, 21.0, 23.0, 24.0]
+    );
+}

@@ -32,6 +32,7 @@ zoo!(
     "vgg19",
     "googlenet",
     "resnet18",
+    "resnet18_cifar",
     "resnet34",
     "resnet50",
     "resnet101",

@@ -32,7 +32,7 @@ fn check(name: &str, params: u64, macs: Option<u64>) {
 
 #[test]
 fn every_model_checks() {
-    assert_eq!(ZOO.len(), 18);
+    assert_eq!(ZOO.len(), 19);
     assert!(kiln_models::model("resnet18").is_some());
     assert!(kiln_models::model("resnet19").is_none());
     for m in ZOO {
@@ -47,6 +47,10 @@ fn torchvision_parameter_counts() {
     check("vgg16", 138_357_544, None);
     check("resnet18", 11_689_512, Some(1_814_073_344));
     check("resnet50", 25_557_032, None);
+    // The common CIFAR-10 ResNet-18 (3×3 stem, no max-pool, 10 classes,
+    // 1×1 projection shortcuts), as `torchvision.models.resnet18` with that
+    // stem and head counts it.
+    check("resnet18_cifar", 11_173_962, None);
     check("resnext50_32x4d", 25_028_904, None);
     check("wide_resnet50_2", 68_883_240, None);
     check("densenet121", 7_978_856, None);

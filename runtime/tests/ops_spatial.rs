@@ -6,7 +6,7 @@
 
 mod ops_util;
 
-use kiln_runtime::kernels::pool::{self as fast, Pool2d, PoolError};
+use kiln_runtime::kernels::pool::{self as fast, Pool2d, PoolError, PoolWindows};
 use kiln_runtime::kernels::upsample::{self as fast_up, PixelShuffle, Upsample};
 use kiln_runtime::reference::pool as reference;
 use kiln_runtime::reference::upsample as reference_up;
@@ -17,8 +17,10 @@ use proptest::prelude::*;
 const RTOL: f32 = 1e-5;
 const ATOL: f32 = 1e-6;
 
-/// Checks every pooling kernel on geometry `g` against the reference.
-fn check_pool(g: Pool2d, seed: u64) {
+/// Checks every pooling kernel on geometry `g` (floor or ceil mode) against
+/// the reference.
+fn check_pool(g: impl Into<PoolWindows>, seed: u64) {
+    let g: PoolWindows = g.into();
     let x = uniform(seed, g.input_len(), -3.0, 3.0);
     let dy = uniform(seed + 1, g.output_len(), -1.0, 1.0);
     check_max_pool(g, &x, &dy);
@@ -42,7 +44,7 @@ fn check_pool(g: Pool2d, seed: u64) {
 
 /// Checks max pooling (values, argmax, backward, and the forward without
 /// indices) on `x` against the reference.
-fn check_max_pool(g: Pool2d, x: &[f32], dy: &[f32]) {
+fn check_max_pool(g: PoolWindows, x: &[f32], dy: &[f32]) {
     let (il, ol) = (g.input_len(), g.output_len());
     let (mut y, mut idx) = (vec![0.0; ol], vec![0u32; ol]);
     let (mut want, mut want_idx) = (vec![0.0; ol], vec![0u32; ol]);
@@ -157,6 +159,18 @@ proptest! {
     }
 
     #[test]
+    fn ceil_mode_pooling_matches_reference(g in geometry(), seed: u64) {
+        check_pool(g.ceil_mode(true), seed);
+    }
+
+    #[test]
+    fn ceil_mode_two_by_two_matches_reference(n in 1usize..3, c in 1usize..4, h in 2usize..15, w in 2usize..15, seed: u64) {
+        // Odd sides leave a one-column last window, which leaves the fast
+        // path; even sides keep it.
+        check_pool(Pool2d::square(n, c, h, w, 2, 2, 0).ceil_mode(true), seed);
+    }
+
+    #[test]
     fn two_by_two_pooling_matches_reference(n in 1usize..3, c in 1usize..4, h in 2usize..15, w in 2usize..15, seed: u64) {
         // The 2×2 stride-2 fast path, odd sizes included (the last row or
         // column is then dropped).
@@ -203,8 +217,13 @@ fn gradcheck_op(
 #[test]
 fn reference_pool_backward_matches_finite_differences() {
     for g in [
-        Pool2d::square(1, 2, 7, 6, 3, 2, 1),
-        Pool2d::square(2, 1, 5, 5, 2, 1, 0),
+        Pool2d::square(1, 2, 7, 6, 3, 2, 1).ceil_mode(false),
+        Pool2d::square(2, 1, 5, 5, 2, 1, 0).ceil_mode(false),
+        // Ceil mode with partial last windows: 4 → 3 (k 3, s 2, p 1) and
+        // 7 → 3 (k 3, s 3, p 1, the last window starting in the input).
+        Pool2d::square(1, 2, 4, 4, 3, 2, 1).ceil_mode(true),
+        Pool2d::square(1, 1, 7, 5, 3, 3, 1).ceil_mode(true),
+        Pool2d::square(2, 1, 5, 5, 2, 2, 0).ceil_mode(true),
     ] {
         let x = uniform64(3, g.input_len(), -2.0, 2.0);
         let ol = g.output_len();
@@ -400,4 +419,63 @@ fn spatial_kernels_are_bit_identical_on_one_and_two_threads() {
     for (i, (a, b)) in one.iter().zip(&two).enumerate() {
         assert_bits_eq(&format!("output {i}"), a, b);
     }
+}
+
+/// Checks the output size of a square pooling (`k`, `s`, `p`) on a side of
+/// `size` in floor and ceil mode.
+fn check_out_size((size, k, s, p): (usize, usize, usize, usize), (floor, ceil): (usize, usize)) {
+    let g = Pool2d::square(1, 1, size, size, k, s, p);
+    let what = format!("side {size}, window {k}, stride {s}, padding {p}");
+    assert_eq!(g.ceil_mode(false).out_h(), floor, "floor mode, {what}");
+    assert_eq!(g.out_w(), floor, "Pool2d's own size, {what}");
+    assert_eq!(g.ceil_mode(true).out_h(), ceil, "ceil mode, {what}");
+    assert_eq!(g.ceil_mode(true).out_w(), ceil, "ceil mode width, {what}");
+}
+
+#[test]
+fn ceil_mode_output_sizes_follow_pytorch() {
+    // PyTorch: ⌈(size + 2p − k) / s⌉ + 1, less one when the last window
+    // would start at or past size + p.
+    check_out_size((112, 3, 2, 0), (55, 56)); // GoogLeNet's first pool
+    check_out_size((56, 3, 2, 0), (27, 28));
+    check_out_size((14, 2, 2, 0), (7, 7)); // exact fit: no extra window
+    check_out_size((5, 2, 2, 0), (2, 3));
+    check_out_size((4, 3, 2, 1), (2, 3));
+    check_out_size((4, 2, 3, 1), (2, 2)); // the window at 6 would start past 4 + 1
+    check_out_size((7, 3, 3, 1), (3, 3));
+    check_out_size((8, 3, 3, 1), (3, 3)); // the window at 9 would start at 8 + 1
+    check_out_size((9, 3, 3, 1), (3, 4));
+}
+
+/// Checks average pooling of a 4×4 plane of ones (window 3, stride 2,
+/// padding 1, ceil mode) against the expected 3×3 output.
+fn check_ceil_avg_of_ones(count_pad: bool, expect: [[f64; 3]; 3]) {
+    let g = Pool2d::square(1, 1, 4, 4, 3, 2, 1).ceil_mode(true);
+    let x = vec![1.0f32; 16];
+    let mut y = vec![0.0f32; g.output_len()];
+    let mut want = vec![0.0f64; g.output_len()];
+    fast::avg_pool2d_forward(&x, &mut y, g, count_pad);
+    reference::avg_pool2d_forward(&[1.0f64; 16], &mut want, g, count_pad);
+    let expect: Vec<f64> = expect.iter().flatten().copied().collect();
+    for (i, ((&v, &r), &e)) in y.iter().zip(&want).zip(&expect).enumerate() {
+        assert!(
+            (v as f64 - e).abs() < 1e-6 && (r - e).abs() < 1e-12,
+            "count_pad={count_pad}, output {i}: kernel {v}, reference {r}, expected {e}"
+        );
+    }
+}
+
+#[test]
+fn ceil_mode_average_divisors_follow_pytorch() {
+    // PyTorch's avg_pool2d: the count_pad divisor is the window clipped to
+    // the padded input, so the last (partial) window divides by 3·2 or 2·2.
+    check_ceil_avg_of_ones(
+        true,
+        [
+            [4.0 / 9.0, 6.0 / 9.0, 2.0 / 6.0],
+            [6.0 / 9.0, 1.0, 3.0 / 6.0],
+            [2.0 / 6.0, 3.0 / 6.0, 1.0 / 4.0],
+        ],
+    );
+    check_ceil_avg_of_ones(false, [[1.0; 3]; 3]);
 }

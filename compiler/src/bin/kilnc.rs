@@ -4,8 +4,11 @@
 //! errors (`file:line:col`, the source line, a caret, the message) when it
 //! is not; usage errors and unreadable files exit 2. `kilnc summary FILE
 //! [--format json]` prints per-layer output shapes, parameters and
-//! multiply-adds; `kilnc graph FILE` prints Graphviz DOT (or, with `--format
-//! text`, the IR's text dump); `kilnc explain CODE` prints the long
+//! multiply-adds, and the number of kernels when shaped, fused for
+//! inference, and differentiated for training; `kilnc graph FILE [--stage
+//! parsed|shaped|fused|training]` prints the graph at that stage as Graphviz
+//! DOT (or, with `--format text`, the IR's text dump; the parsed stage is
+//! the front-end's AST, text only); `kilnc explain CODE` prints the long
 //! explanation of a diagnostic code. `kilnc emit FILE` prints the Rust that
 //! `network!` generates for the model, formatted with `prettyplease`;
 //! `kilnc summary FILE --memory [--batch N] [--train-batch N]` prints the
@@ -17,6 +20,8 @@ use kiln_compiler::codes::{code_str, parse_code};
 use kiln_compiler::diag::Diagnostics;
 use kiln_compiler::emit::cpu::TypeInfo;
 use kiln_compiler::passes::plan_memory::MemoryPlan;
+use kiln_compiler::passes::{autodiff, fuse_for_inference};
+use kiln_compiler::summary::{Report, kernel_counts};
 use kiln_compiler::{CheckedNetwork, frontend, plan, render};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -67,9 +72,14 @@ enum Command {
     Graph {
         /// The model file (YAML).
         file: PathBuf,
-        /// Output format: Graphviz DOT, or the IR's text dump.
-        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
-        format: GraphFormat,
+        /// Output format: Graphviz DOT, or the IR's text dump (default: DOT,
+        /// text for the parsed stage).
+        #[arg(long, value_enum)]
+        format: Option<GraphFormat>,
+        /// The stage: the AST as parsed, the shaped graph, the graph fused
+        /// for inference, or the joint training graph.
+        #[arg(long, value_enum, default_value_t = GraphStage::Shaped)]
+        stage: GraphStage,
     },
     /// Explains a diagnostic code (`kilnc explain K0120`).
     Explain {
@@ -84,10 +94,22 @@ enum SummaryFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum GraphFormat {
     Dot,
     Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphStage {
+    /// The AST the front-end read, before lowering.
+    Parsed,
+    /// The lowered graph with every shape inferred.
+    Shaped,
+    /// After `fuse_for_inference`.
+    Fused,
+    /// The joint forward + backward graph from autodiff.
+    Training,
 }
 
 /// The stack of the thread that compiles: deep ASTs (a chain of many
@@ -151,27 +173,30 @@ fn run(cli: Cli) -> ExitCode {
             }
             Ok(nets) => {
                 for n in &nets {
+                    let kernels = kernel_counts(&n.graph);
                     match format {
-                        SummaryFormat::Table => print!("{}", n.summary.table()),
-                        SummaryFormat::Json => println!("{}", n.summary.to_json()),
+                        SummaryFormat::Table => {
+                            println!("{}{}", n.summary.table(), kernels.line())
+                        }
+                        SummaryFormat::Json => println!(
+                            "{}",
+                            Report {
+                                summary: &n.summary,
+                                kernels
+                            }
+                            .to_json()
+                        ),
                     }
                 }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        Command::Graph { file, format } => match load(&file).map_err(ExitCode::from) {
-            Ok(nets) => {
-                for n in &nets {
-                    match format {
-                        GraphFormat::Dot => print!("{}", n.graph.to_dot()),
-                        GraphFormat::Text => print!("{}", n.graph),
-                    }
-                }
-                ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        },
+        Command::Graph {
+            file,
+            format,
+            stage,
+        } => graph(&file, format, stage),
         Command::Emit { file } => match load(&file).map_err(ExitCode::from) {
             Ok(nets) => {
                 let name = file.display().to_string();
@@ -216,6 +241,62 @@ fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// `kilnc graph`: prints every network of `file` at `stage`.
+fn graph(file: &Path, format: Option<GraphFormat>, stage: GraphStage) -> ExitCode {
+    if stage == GraphStage::Parsed {
+        if format == Some(GraphFormat::Dot) {
+            eprintln!("kilnc: the parsed stage is an AST, not a graph; it prints as text only");
+            return ExitCode::from(2);
+        }
+        let source = match std::fs::read_to_string(file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("kilnc: cannot read {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        return match frontend::parse_yaml(&source) {
+            Ok(module) => {
+                print!("{}", frontend::print::module(&module));
+                ExitCode::SUCCESS
+            }
+            Err(d) => {
+                eprint!(
+                    "{}",
+                    render::render(&file.display().to_string(), &source, &d)
+                );
+                ExitCode::from(1)
+            }
+        };
+    }
+    let nets = match load(file) {
+        Ok(nets) => nets,
+        Err(code) => return ExitCode::from(code),
+    };
+    for n in &nets {
+        let g = match stage {
+            GraphStage::Parsed | GraphStage::Shaped => n.graph.clone(),
+            GraphStage::Fused => fuse_for_inference(&n.graph),
+            GraphStage::Training => match autodiff(&n.graph) {
+                Ok(j) => j.graph,
+                Err(d) => {
+                    let source = std::fs::read_to_string(file).unwrap_or_default();
+                    eprint!(
+                        "{}",
+                        render::render(&file.display().to_string(), &source, &d)
+                    );
+                    return ExitCode::from(1);
+                }
+            },
+        };
+        match format.unwrap_or(GraphFormat::Dot) {
+            GraphFormat::Dot => print!("{}", g.to_dot()),
+            GraphFormat::Text => print!("{g}"),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Why `kilnc emit` produced no code.

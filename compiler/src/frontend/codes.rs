@@ -92,7 +92,7 @@ pub const EXPLANATIONS: &[(Code, &str)] = &[
     ),
     (
         TOO_DEEP,
-        "The input nests lists, mappings or parentheses deeper than the front-end accepts (64 levels).",
+        "The input nests lists, mappings or parentheses deeper than the front-end accepts (64 levels), or a YAML file writes more than 2,000 steps (each step nests the chain one level deeper; write long stacks with `repeat` or blocks).",
     ),
     (
         EXPR_SYNTAX,

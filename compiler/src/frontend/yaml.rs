@@ -26,6 +26,13 @@ use crate::frontend::yaml_tree::{self, Node, Scalar, SourceMap};
 /// The longest expression string accepted, in bytes.
 const MAX_EXPR_LEN: usize = 4096;
 
+/// The most steps a file may write, in all its `layers` lists together. A
+/// chain of steps is a chain of nested expressions, which the compiler
+/// walks (and drops) recursively; beyond this a deep chain could exhaust
+/// the stack of a compiler thread (an unoptimized build overflows a 2 MiB
+/// thread at about 4,000). The largest zoo model writes 67.
+pub const MAX_STEPS: usize = 2_000;
+
 /// The running tensor of a YAML `repeat` without `var:`; it cannot clash
 /// with a user's name, which must be a Rust identifier.
 const REPEAT_VAR: &str = "$y";
@@ -63,6 +70,7 @@ pub fn parse(source: &str) -> (Module, Diagnostics) {
     let mut reader = Reader {
         map: &map,
         diags: &mut diags,
+        steps: 0,
     };
     let module = reader.module(&root);
     proc_macro2::fallback::unforce();
@@ -72,6 +80,8 @@ pub fn parse(source: &str) -> (Module, Diagnostics) {
 struct Reader<'a, 's> {
     map: &'a SourceMap<'s>,
     diags: &'a mut Diagnostics,
+    /// The steps read so far, against [`MAX_STEPS`].
+    steps: usize,
 }
 
 /// Maps spans of a parsed expression string to positions in the file.
@@ -769,6 +779,19 @@ impl Reader<'_, '_> {
     }
 
     fn step(&mut self, node: &Node, cur: Expr, stmts: &mut Vec<Stmt>) -> Expr {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            if self.steps == MAX_STEPS + 1 {
+                self.error(
+                    codes::TOO_DEEP,
+                    node.loc(),
+                    format!(
+                        "the file writes more than {MAX_STEPS} steps; use `repeat` or blocks for long stacks of layers"
+                    ),
+                );
+            }
+            return cur;
+        }
         let entries = match node {
             Node::Scalar(s) if !s.is_null() && is_ident(&s.value) => {
                 return Expr {

@@ -18,8 +18,16 @@
 //!   parameters ([`GradOp::is_batched`] is false) are whole tensors of the
 //!   parameter's shape: summed over the batch, with no batch dimension.
 //! - Ops that recompute something of the forward pass (the argmax of a max
-//!   pool, the batch statistics of batch norm) read the forward input `x`
-//!   again instead of a second output, which the IR does not have.
+//!   pool) read the forward input `x` again instead of a second output,
+//!   which the IR does not have. Batch norm's statistics are computed once,
+//!   by a [`GradOp::BatchNormStats`] node both its gradient nodes read, and
+//!   its γ and β gradients in one pass, as one `[2, C]` value
+//!   ([`GradOp::BatchNormParamGrads`]) whose rows ([`GradOp::Row`]) are the
+//!   two parameter gradients.
+//! - The training pass [`crate::passes::fuse_training`] sets `relu` on batch
+//!   norm's gradient ops where a ReLU is the batch norm's only reader: they
+//!   then read the ReLU's output `y` as a mask and the ReLU's own gradient
+//!   node goes away.
 
 use super::op::{Activation, Conv2d, ConvTranspose2d, Loss, Padding, Pool2d, UpsampleMode};
 use super::{Arity, Shape};
@@ -140,19 +148,38 @@ pub enum GradOp {
         /// The dim.
         axis: usize,
     },
-    /// Batch norm's input gradient in training mode (batch statistics
-    /// recomputed from `x`). Inputs: `[x, dy]`.
-    BatchNormData {
+    /// Batch norm's batch statistics in training mode, as its forward
+    /// computes them: row 0 the mean, row 1 `1/√(var + eps)` (biased
+    /// variance), per channel. Inputs: `[x]`; unbatched, `[2, C]`.
+    BatchNormStats {
         /// Added to the variance.
         eps: f64,
+    },
+    /// Batch norm's γ and β gradients in one pass: row 0 `Σ g ⊙ x̂`, row 1
+    /// `Σ g`, per channel, where `g` is `dy`, or with `relu` `dy` where the
+    /// ReLU output `y` is positive (else 0). Inputs: `[x, dy, stats]`, then
+    /// `y` with `relu`; unbatched, `[2, C]`.
+    BatchNormParamGrads {
+        /// Whether `dy` is the gradient of a ReLU of the batch norm (masked
+        /// by `y`).
+        relu: bool,
+    },
+    /// Batch norm's input gradient in training mode from the statistics and
+    /// the γ/β gradients, `γ·inv·(g − dβ/M − x̂·dγ/M)` with `g` as in
+    /// [`GradOp::BatchNormParamGrads`]. Inputs: `[x, dy, stats, dγβ]`, then
+    /// `y` with `relu`.
+    BatchNormInput {
         /// The forward γ's name.
         weight: String,
+        /// Whether `dy` is masked by a ReLU output `y`.
+        relu: bool,
     },
-    /// Batch norm's γ gradient, `Σ dy ⊙ x̂` per channel (batch statistics
-    /// recomputed from `x`). Inputs: `[x, dy]`; unbatched.
-    BatchNormWeight {
-        /// Added to the variance.
-        eps: f64,
+    /// Row `index` of an unbatched `[rows, C]` value (a parameter gradient
+    /// out of [`GradOp::BatchNormParamGrads`]). Inputs: `[v]`; unbatched,
+    /// `[C]`.
+    Row {
+        /// Which row.
+        index: usize,
     },
     /// LRN's input gradient. Inputs: `[x, dy]`.
     Lrn {
@@ -208,8 +235,12 @@ impl GradOp {
             GradOp::Maxout { .. } => "maxout_backward",
             GradOp::Softmax { .. } => "softmax_backward",
             GradOp::LogSoftmax { .. } => "log_softmax_backward",
-            GradOp::BatchNormData { .. } => "batch_norm_backward_data",
-            GradOp::BatchNormWeight { .. } => "batch_norm_backward_weight",
+            GradOp::BatchNormStats { .. } => "batch_norm_stats",
+            GradOp::BatchNormParamGrads { relu: false } => "batch_norm_backward_params",
+            GradOp::BatchNormParamGrads { relu: true } => "batch_norm_relu_backward_params",
+            GradOp::BatchNormInput { relu: false, .. } => "batch_norm_backward_input",
+            GradOp::BatchNormInput { relu: true, .. } => "batch_norm_relu_backward_input",
+            GradOp::Row { .. } => "row",
             GradOp::Lrn { .. } => "lrn_backward",
             GradOp::Dropout { .. } => "dropout_backward",
             GradOp::Slice { .. } => "slice",
@@ -219,6 +250,8 @@ impl GradOp {
     /// How many inputs the op takes.
     pub fn arity(&self) -> Arity {
         match self {
+            GradOp::BatchNormParamGrads { relu } => Arity::Exactly(3 + usize::from(*relu)),
+            GradOp::BatchNormInput { relu, .. } => Arity::Exactly(4 + usize::from(*relu)),
             GradOp::Conv2dWeight { .. }
             | GradOp::ConvTranspose2dWeight { .. }
             | GradOp::LinearWeight
@@ -229,8 +262,6 @@ impl GradOp {
             | GradOp::Maxout { .. }
             | GradOp::Softmax { .. }
             | GradOp::LogSoftmax { .. }
-            | GradOp::BatchNormData { .. }
-            | GradOp::BatchNormWeight { .. }
             | GradOp::Lrn { .. } => Arity::Exactly(2),
             _ => Arity::Exactly(1),
         }
@@ -246,7 +277,9 @@ impl GradOp {
                 | GradOp::Bias
                 | GradOp::LinearWeight
                 | GradOp::PreluWeight { .. }
-                | GradOp::BatchNormWeight { .. }
+                | GradOp::BatchNormStats { .. }
+                | GradOp::BatchNormParamGrads { .. }
+                | GradOp::Row { .. }
         )
     }
 
@@ -257,7 +290,7 @@ impl GradOp {
             | GradOp::ConvTranspose2dData { weight, .. }
             | GradOp::LinearData { weight, .. }
             | GradOp::PreluData { weight }
-            | GradOp::BatchNormData { weight, .. } => Some(weight),
+            | GradOp::BatchNormInput { weight, .. } => Some(weight),
             _ => None,
         }
     }
@@ -353,10 +386,10 @@ impl GradOp {
             GradOp::Softmax { axis } | GradOp::LogSoftmax { axis } => {
                 vec![("axis", axis.to_string())]
             }
-            GradOp::BatchNormData { eps, weight } => {
-                vec![("eps", eps.to_string()), ("weight", weight.clone())]
-            }
-            GradOp::BatchNormWeight { eps } => vec![("eps", eps.to_string())],
+            GradOp::BatchNormStats { eps } => vec![("eps", eps.to_string())],
+            GradOp::BatchNormParamGrads { .. } => vec![],
+            GradOp::BatchNormInput { weight, .. } => vec![("weight", weight.clone())],
+            GradOp::Row { index } => vec![("index", index.to_string())],
             GradOp::Lrn { n, alpha, beta, k } => vec![
                 ("n", n.to_string()),
                 ("alpha", alpha.to_string()),
@@ -466,7 +499,6 @@ impl GradOp {
             | GradOp::PreluData { .. }
             | GradOp::Softmax { .. }
             | GradOp::LogSoftmax { .. }
-            | GradOp::BatchNormData { .. }
             | GradOp::Lrn { .. } => same_as_x(),
             GradOp::PreluWeight { per_channel } => match first.0.first() {
                 Some(&c) => Ok(Shape(vec![if *per_channel { c } else { 1 }])),
@@ -486,9 +518,35 @@ impl GradOp {
                     ))
                 }
             }
-            GradOp::BatchNormWeight { .. } => match first.0.first() {
-                Some(&c) => Ok(Shape(vec![c])),
-                None => Err("batch_norm_backward_weight: the input is a scalar".into()),
+            GradOp::BatchNormStats { .. } => match first.0.first() {
+                Some(&c) => Ok(Shape(vec![2, c])),
+                None => Err("batch_norm_stats: the input is a scalar".into()),
+            },
+            GradOp::BatchNormParamGrads { relu } | GradOp::BatchNormInput { relu, .. } => {
+                let c = first.0.first().copied().unwrap_or(0);
+                let stats = Shape(vec![2, c]);
+                let params = matches!(self, GradOp::BatchNormParamGrads { .. });
+                let tail = if params { 3 } else { 4 };
+                let fits = c > 0
+                    && ins[1] == *first
+                    && ins[2] == stats
+                    && (params || ins[3] == stats)
+                    && (!relu || ins[tail] == *first);
+                if !fits {
+                    return Err(format!(
+                        "{}: inputs {} do not fit a batch norm over {first}",
+                        self.name(),
+                        ins.iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                Ok(if params { stats } else { first.clone() })
+            }
+            GradOp::Row { index } => match first.0[..] {
+                [rows, c] if *index < rows => Ok(Shape(vec![c])),
+                _ => Err(format!("row: no row {index} in {first}")),
             },
             GradOp::Dropout { .. } => Ok(first.clone()),
             GradOp::Slice { axis, start, len } => match first.0.get(*axis) {

@@ -21,8 +21,8 @@ mod op;
 
 pub use grad::GradOp;
 pub use op::{
-    Activation, Arity, Category, Conv2d, ConvTranspose2d, Loss, LossKind, Op, Padding, Pool2d,
-    Reduction, UpsampleMode,
+    Activation, Anchor, Arity, Category, Conv2d, ConvTranspose2d, Epilogue, FoldedBn, Fused, Loss,
+    LossKind, Op, Padding, Pool2d, Reduction, UpsampleMode,
 };
 
 use crate::ast;
@@ -450,7 +450,7 @@ impl Graph {
                 "  n{} [label=\"{}\\n{} {}\"];\n",
                 id.0,
                 escape(self.name_of(id)),
-                n.op.name(),
+                n.op.label(),
                 shape
             );
         }
@@ -470,8 +470,9 @@ fn escape(s: &str) -> String {
 
 impl fmt::Display for Graph {
     /// The stable text dump: one line per node in insertion order,
-    /// `%out: shape = name: op(%in, ...) {attrs}`, then its parameters, then
-    /// the outputs and the loss head.
+    /// `%out: shape = name: op(%in, ...) {attrs}` (a fused kernel's op
+    /// written as [`Op::label`], `fused[conv2d +bn relu]`), then its
+    /// parameters, then the outputs and the loss head.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "graph {} {{", self.name)?;
         for id in self.node_ids() {
@@ -487,7 +488,7 @@ impl fmt::Display for Graph {
                 n.output,
                 shape,
                 self.name_of(id),
-                n.op.name(),
+                n.op.label(),
                 ins.join(", ")
             )?;
             let attrs = n.op.attrs();

@@ -116,6 +116,137 @@ pub enum Op {
     Loss(Loss),
     /// A gradient op of the backward half of a joint graph (built by autodiff).
     Grad(GradOp),
+    /// A fused inference kernel (built by `passes::fuse_for_inference`; never
+    /// in a graph that autodiff sees).
+    Fused(Fused),
+}
+
+/// A fused kernel: an anchor op, an inference batch norm folded into its
+/// weights, and an epilogue applied to each output element while it is hot.
+///
+/// For a node with inputs `[x, r1, r2, ...]` the value is
+/// `epilogue(bn_affine(anchor(x)))`, where
+/// `bn_affine(v)[c] = (v − mean[c])·γ[c]/√(var[c] + eps) + β[c]` with the
+/// running statistics, and each [`Epilogue::Add`] adds the next extra input
+/// (`r1`, then `r2`, ...). The parameters are, in order: the anchor's
+/// weight and bias (if it has one), then, with a folded batch norm, its γ,
+/// β, running mean and running variance, each keeping its original name
+/// and role, so the fused graph's parameter layout equals the unfused one's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fused {
+    /// The op that produces the first value (or the identity on input 0).
+    pub anchor: Anchor,
+    /// An inference batch norm applied to the anchor's output.
+    pub folded_bn: Option<FoldedBn>,
+    /// What is applied to each element afterwards, in order.
+    pub epilogue: Vec<Epilogue>,
+}
+
+/// The op a [`Fused`] kernel is built around.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Anchor {
+    /// A 2-D convolution (its parameters are the node's first ones).
+    Conv2d(Conv2d),
+    /// A fully connected layer on a rank-1 input.
+    Linear {
+        /// Output features.
+        out: usize,
+        /// Whether the layer adds its own bias.
+        bias: bool,
+    },
+    /// No op: the epilogue runs on input 0 itself (an elementwise chain).
+    Identity,
+}
+
+/// An inference batch norm folded into a [`Fused`] kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedBn {
+    /// Added to the running variance.
+    pub eps: f64,
+    /// The batch norm layer's name: its parameters are
+    /// `<layer>.weight`, `<layer>.bias`, `<layer>.running_mean` and
+    /// `<layer>.running_var`, as before folding.
+    pub layer: String,
+}
+
+/// One step of a [`Fused`] kernel's epilogue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Epilogue {
+    /// `v = act(v)`.
+    Activation(Activation),
+    /// `v += ` the next extra input (`inputs[1]`, `inputs[2]`, ... in order).
+    Add,
+    /// `v = v·s`.
+    Scale(f64),
+}
+
+impl Fused {
+    /// How many extra inputs the epilogue adds (its [`Epilogue::Add`] steps).
+    pub fn extra_inputs(&self) -> usize {
+        self.epilogue
+            .iter()
+            .filter(|e| matches!(e, Epilogue::Add))
+            .count()
+    }
+
+    /// How many parameters the anchor owns (weight, and bias if any).
+    pub fn anchor_params(&self) -> usize {
+        match &self.anchor {
+            Anchor::Conv2d(c) => 1 + c.bias as usize,
+            Anchor::Linear { bias, .. } => 1 + *bias as usize,
+            Anchor::Identity => 0,
+        }
+    }
+
+    /// The anchor as the op it replaced (`None` for the identity).
+    pub fn anchor_op(&self) -> Option<Op> {
+        match &self.anchor {
+            Anchor::Conv2d(c) => Some(Op::Conv2d(c.clone())),
+            Anchor::Linear { out, bias } => Some(Op::Linear {
+                out: *out,
+                bias: *bias,
+                in_features: None,
+            }),
+            Anchor::Identity => None,
+        }
+    }
+}
+
+impl fmt::Display for Fused {
+    /// The one-line form, such as `fused[conv2d +bn relu add relu]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fused[")?;
+        match &self.anchor {
+            Anchor::Conv2d(_) => write!(f, "conv2d")?,
+            Anchor::Linear { .. } => write!(f, "linear")?,
+            Anchor::Identity => write!(f, "identity")?,
+        }
+        if self.folded_bn.is_some() {
+            write!(f, " +bn")?;
+        }
+        for e in &self.epilogue {
+            write!(f, " {e}")?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl fmt::Display for Epilogue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Epilogue::Activation(a) => {
+                write!(f, "{}", Op::Activation(*a).name())?;
+                match a {
+                    Activation::LeakyRelu { alpha } | Activation::Elu { alpha } => {
+                        write!(f, "({alpha})")
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Epilogue::Add => write!(f, "add"),
+            Epilogue::Scale(s) => write!(f, "scale({s})"),
+        }
+    }
 }
 
 /// The attributes of `conv2d`.
@@ -343,6 +474,8 @@ pub enum Category {
     Loss,
     /// Gradient ops (the backward half of a joint graph).
     Gradient,
+    /// Fused inference kernels.
+    Fused,
 }
 
 /// How many inputs an op takes.
@@ -409,6 +542,16 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Loss(l) => l.kind.name(),
             Op::Grad(g) => g.name(),
+            Op::Fused(_) => "fused",
+        }
+    }
+
+    /// The op as the text dump writes it: its name, or for a fused kernel
+    /// its one-line form (`fused[conv2d +bn add relu]`).
+    pub fn label(&self) -> String {
+        match self {
+            Op::Fused(f) => f.to_string(),
+            _ => self.name().to_string(),
         }
     }
 
@@ -428,6 +571,7 @@ impl Op {
             Op::Flatten | Op::Reshape { .. } | Op::Add | Op::Concat { .. } => Category::Structural,
             Op::Loss(_) => Category::Loss,
             Op::Grad(_) => Category::Gradient,
+            Op::Fused(_) => Category::Fused,
         }
     }
 
@@ -438,6 +582,7 @@ impl Op {
             Op::Add => Arity::AtLeast(2),
             Op::Concat { .. } => Arity::AtLeast(1),
             Op::Grad(g) => g.arity(),
+            Op::Fused(f) => Arity::Exactly(1 + f.extra_inputs()),
             _ => Arity::Exactly(1),
         }
     }
@@ -467,16 +612,28 @@ impl Op {
     /// Whether the output has the input's shape and each element depends
     /// only on the same element of the input.
     pub fn is_elementwise(&self) -> bool {
-        matches!(
-            self,
-            Op::Activation(_) | Op::Prelu { .. } | Op::Dropout { .. }
-        )
+        match self {
+            Op::Activation(_) | Op::Prelu { .. } | Op::Dropout { .. } => true,
+            Op::Fused(f) => f.anchor == Anchor::Identity && f.extra_inputs() == 0,
+            _ => false,
+        }
     }
 
     /// Whether the op counts multiply-adds in summaries (convolutions and
-    /// linear layers only, as the seeds count).
+    /// linear layers only, as the seeds count, and fused kernels built
+    /// around one).
     pub fn counts_macs(&self) -> bool {
-        self.category() == Category::ConvLinear
+        match self {
+            Op::Fused(f) => f.anchor != Anchor::Identity,
+            _ => self.category() == Category::ConvLinear,
+        }
+    }
+
+    /// Whether the op only relabels its input's memory (flatten, reshape)
+    /// or is the identity at inference (dropout): no kernel runs for it
+    /// when a network predicts.
+    pub fn is_inference_alias(&self) -> bool {
+        matches!(self, Op::Flatten | Op::Reshape { .. } | Op::Dropout { .. })
     }
 
     /// The attributes as `key=value` pairs, in a fixed order, for the text dump.
@@ -577,6 +734,14 @@ impl Op {
                 v
             }
             Op::Grad(g) => g.attrs(),
+            Op::Fused(f) => {
+                let mut v = f.anchor_op().map(|a| a.attrs()).unwrap_or_default();
+                if let Some(bn) = &f.folded_bn {
+                    v.push(("bn", bn.layer.clone()));
+                    v.push(("eps", bn.eps.to_string()));
+                }
+                v
+            }
         }
     }
 }

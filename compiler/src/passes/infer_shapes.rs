@@ -19,7 +19,7 @@
 
 use crate::codes;
 use crate::diag::{Code, Diagnostic, Diagnostics};
-use crate::ir::{Graph, NodeId, Op, Padding, Param, ParamRole, Pool2d, Shape};
+use crate::ir::{Fused, Graph, NodeId, Op, Padding, Param, ParamRole, Pool2d, Shape};
 
 /// The largest size any dim may have; larger sizes are reported, not computed.
 pub const MAX_DIM: u64 = 1 << 31;
@@ -357,6 +357,7 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             Ok((x, vec![]))
         }
         Op::Concat { axis } => concat(cx, *axis, ins),
+        Op::Fused(f) => fused(cx, f, ins),
         Op::Grad(g) => match g.output_shape(ins) {
             Ok(s) => Ok((s, vec![])),
             Err(m) => Err(cx.err(codes::INTERNAL, m)),
@@ -374,6 +375,63 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
             Ok((Shape(vec![]), vec![]))
         }
     }
+}
+
+/// A fused kernel: the anchor's rule on input 0, then the folded batch
+/// norm's parameters (under the batch norm's own layer name), then every
+/// extra input of the epilogue's `add`s must have the output's shape.
+fn fused(cx: &Cx, f: &Fused, ins: &[Shape]) -> RuleResult {
+    let x = ins.first().cloned().unwrap_or_default();
+    let (shape, mut params) = match f.anchor_op() {
+        Some(op) => rule(cx, &op, &ins[..1.min(ins.len())])?,
+        None => (x, vec![]),
+    };
+    if let Some(bn) = &f.folded_bn {
+        let c = match shape.0[..] {
+            [c] | [c, _] | [c, _, _] => c,
+            _ => {
+                return Err(cx.err(
+                    codes::WRONG_RANK,
+                    format!(
+                        "the folded batch norm expects [D], [C, L] or [C, H, W], found {shape}"
+                    ),
+                ));
+            }
+        };
+        let named = |suffix: &str, role| Param {
+            name: format!("{}.{suffix}", bn.layer),
+            shape: Shape(vec![c]),
+            role,
+        };
+        params.extend([
+            named("weight", ParamRole::Weight),
+            named("bias", ParamRole::Bias),
+            named("running_mean", ParamRole::RunningMean),
+            named("running_var", ParamRole::RunningVar),
+        ]);
+    }
+    for (i, s) in ins.iter().enumerate().skip(1) {
+        if *s != shape {
+            return Err(cx.err(
+                codes::ADD_MISMATCH,
+                format!(
+                    "the epilogue adds input {} of shape {s} to a value of shape {shape}",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    if ins.len() != 1 + f.extra_inputs() {
+        return Err(cx.err(
+            codes::INTERNAL,
+            format!(
+                "has {} inputs; its epilogue reads {}",
+                ins.len(),
+                1 + f.extra_inputs()
+            ),
+        ));
+    }
+    Ok((shape, params))
 }
 
 /// Clamps a computed size into `usize`; sizes beyond [`MAX_DIM`] are

@@ -25,6 +25,11 @@
 //!     forward parameter ([`GradOp::reads_param`](crate::ir::GradOp::reads_param))
 //!     names a learned parameter of some node, and gradient ops carry no
 //!     parameters of their own.
+//! 12. **Fused kernels are inference-only and keep the layout.** A graph
+//!     with gradient ops holds no [`Op::Fused`]; a fused node reads one
+//!     extra input per epilogue `add` (checked by 5), and once shaped its
+//!     parameters are the anchor's weight (and bias), then, with a folded
+//!     batch norm, γ, β, running mean and running variance, with those roles.
 //!
 //! A broken invariant is a compiler bug, never a user mistake, so the
 //! verifier reports code `K0190` and the pass that ran last.
@@ -32,7 +37,7 @@
 use crate::ast::Loc;
 use crate::codes;
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::ir::{Category, Graph, Op};
+use crate::ir::{Category, Graph, Op, ParamRole};
 use std::collections::HashSet;
 
 /// Checks every invariant of `graph`; `after` names the pass that just ran,
@@ -231,6 +236,42 @@ pub fn verify(graph: &Graph, after: &str, shaped: bool) -> Result<(), Diagnostic
             if !n.params.is_empty() {
                 errors.push(format!(
                     "gradient op `{}` carries parameters",
+                    graph.name_of(id)
+                ));
+            }
+        }
+    }
+
+    // 12: fused kernels.
+    let has_grad = ids
+        .iter()
+        .any(|&id| matches!(graph.node(id).op, Op::Grad(_)));
+    for &id in &ids {
+        let n = graph.node(id);
+        let Op::Fused(f) = &n.op else { continue };
+        if has_grad {
+            errors.push(format!(
+                "fused kernel `{}` is in a graph with gradient ops; fusion is for inference only",
+                graph.name_of(id)
+            ));
+        }
+        if shaped {
+            let mut want = vec![ParamRole::Weight; f.anchor_params()];
+            if f.anchor_params() == 2 {
+                want[1] = ParamRole::Bias;
+            }
+            if f.folded_bn.is_some() {
+                want.extend([
+                    ParamRole::Weight,
+                    ParamRole::Bias,
+                    ParamRole::RunningMean,
+                    ParamRole::RunningVar,
+                ]);
+            }
+            let have: Vec<ParamRole> = n.params.iter().map(|p| p.role).collect();
+            if have != want {
+                errors.push(format!(
+                    "fused kernel `{}` has parameters {have:?}; its anchor and batch norm take {want:?}",
                     graph.name_of(id)
                 ));
             }

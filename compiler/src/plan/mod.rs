@@ -17,6 +17,10 @@
 
 use std::collections::HashMap;
 
+mod prepare;
+
+pub use prepare::{FoldBn, PlanOptions, Prepared, Recipe, Source, StepPrepared};
+
 use crate::ast::Loc;
 use crate::ir::{Graph, NodeId, Op, ParamRole, Shape, ValueId};
 use crate::passes::plan_memory::{Interval, MemoryPlan, plan_memory};
@@ -130,6 +134,9 @@ pub struct Step {
     /// Whether the output shares the first input's memory (an elementwise
     /// op whose input dies here).
     pub in_place: bool,
+    /// The prepared tensors it reads instead of raw parameters (inference
+    /// only).
+    pub prepared: StepPrepared,
 }
 
 /// An entry point: steps in order and the arena they share.
@@ -150,6 +157,9 @@ pub struct Program {
     pub params: Vec<TensorSlot>,
     /// The non-learned tensors (running statistics), in layer order.
     pub buffers: Vec<TensorSlot>,
+    /// The tensors inference derives from parameters and buffers (folded
+    /// batch norm, packed weights), in the order they are computed.
+    pub prepared: Vec<Prepared>,
     /// The inputs.
     pub inputs: Vec<Port>,
     /// The outputs of the inference routine.
@@ -199,10 +209,18 @@ impl Program {
     }
 }
 
-/// Builds the program of a shaped, verified graph.
+/// Builds the program of a shaped, verified graph with the default
+/// [`PlanOptions`].
 ///
 /// Precondition: every value has a shape (`passes::infer_shapes` ran).
 pub fn build(graph: &Graph) -> Program {
+    build_with(graph, &PlanOptions::default())
+}
+
+/// Builds the program of a shaped, verified graph.
+///
+/// Precondition: every value has a shape (`passes::infer_shapes` ran).
+pub fn build_with(graph: &Graph, options: &PlanOptions) -> Program {
     let order = graph
         .topo_order()
         .expect("plan::build: the verifier guarantees an acyclic graph");
@@ -217,17 +235,32 @@ pub fn build(graph: &Graph) -> Program {
             at: Location::Input(i),
         })
         .collect();
-    let (infer, outputs) = build_routine(graph, &order, &slots, Mode::Infer, &HashMap::new());
+    // Inference runs on the fused graph, whose nodes carry the same
+    // tensors by name; training keeps the unfused one, which autodiff
+    // needs.
+    let (infer, outputs) = if options.fuse {
+        let fused = crate::passes::fuse_for_inference(graph);
+        let order = fused
+            .topo_order()
+            .expect("plan::build: fusion keeps the graph acyclic");
+        let slots = slots_by_name(&fused, &order, &params, &buffers);
+        build_routine(&fused, &order, &slots, Mode::Infer, &HashMap::new())
+    } else {
+        build_routine(graph, &order, &slots, Mode::Infer, &HashMap::new())
+    };
     let train = build_training(graph, &params, &buffers);
-    Program {
+    let mut program = Program {
         name: graph.name.clone(),
         params,
         buffers,
+        prepared: Vec::new(),
         inputs,
         outputs,
         infer,
         train,
-    }
+    };
+    prepare::prepare(&mut program, options);
+    program
 }
 
 /// The training routine of `graph`, if it has a loss head and autodiff
@@ -240,22 +273,13 @@ fn build_training(
     buffers: &[TensorSlot],
 ) -> Option<TrainRoutine> {
     let loss_node = graph.loss()?;
+    // Training-mode fusion (batch norm → ReLU backward) on the joint graph.
     let joint = crate::passes::autodiff(graph).ok()?;
+    let joint = crate::passes::fuse_training(&joint).ok()?;
     let g = &joint.graph;
     let order = g.topo_order()?;
     // The joint graph's forward nodes carry the same tensors by name.
-    let index = |list: &[TensorSlot], name: &str| list.iter().position(|t| t.name == name);
-    let mut slots = Slots::new();
-    for &id in &order {
-        let entry = slots.entry(id).or_default();
-        for p in &g.node(id).params {
-            if let Some(i) = index(params, &p.name) {
-                entry.0.push(i);
-            } else if let Some(i) = index(buffers, &p.name) {
-                entry.1.push(i);
-            }
-        }
-    }
+    let slots = slots_by_name(g, &order, params, buffers);
     // Parameter gradients go straight to the gradient vector.
     let mut grads = HashMap::new();
     for (name, v) in &joint.param_grads {
@@ -283,6 +307,29 @@ fn build_training(
         output,
         untouched,
     })
+}
+
+/// The slots of `graph`'s nodes in a layout made from another graph that
+/// carries the same tensors by name (the joint graph, the fused graph).
+fn slots_by_name(
+    graph: &Graph,
+    order: &[NodeId],
+    params: &[TensorSlot],
+    buffers: &[TensorSlot],
+) -> Slots {
+    let index = |list: &[TensorSlot], name: &str| list.iter().position(|t| t.name == name);
+    let mut slots = Slots::new();
+    for &id in order {
+        let entry = slots.entry(id).or_default();
+        for p in &graph.node(id).params {
+            if let Some(i) = index(params, &p.name) {
+                entry.0.push(i);
+            } else if let Some(i) = index(buffers, &p.name) {
+                entry.1.push(i);
+            }
+        }
+    }
+    slots
 }
 
 fn shape_of(graph: &Graph, v: ValueId) -> Shape {
@@ -347,7 +394,12 @@ fn is_alias(op: &Op, mode: Mode) -> bool {
 
 /// Whether the op may write its output over its first input.
 fn may_run_in_place(op: &Op) -> bool {
-    matches!(op, Op::Activation(_) | Op::Add)
+    match op {
+        Op::Activation(_) | Op::Add => true,
+        // An elementwise chain without a batch norm before it.
+        Op::Fused(f) => f.anchor == crate::ir::Anchor::Identity && f.folded_bn.is_none(),
+        _ => false,
+    }
 }
 
 /// A buffer of the arena being planned: its size and live interval.
@@ -567,6 +619,7 @@ fn build_routine_keeping(
                 params,
                 buffers,
                 in_place: p.in_place,
+                prepared: StepPrepared::default(),
             }
         })
         .collect();

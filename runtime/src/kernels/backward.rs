@@ -1,12 +1,13 @@
 //! Backward kernels that recompute what they need from the forward input.
 //!
 //! The compiler's IR gives every node exactly one output, so a gradient op
-//! that needs forward state (a max pool's argmax, batch norm's batch
-//! statistics) reads the forward input again rather than a second output.
-//! These kernels are the runtime side of that choice: each recomputes its
-//! state in one pass, then applies the same rule as its counterpart in
-//! `pool`, `norm` or `elementwise`. Bias gradients (a sum per channel) and
-//! the slice that concatenation's backward needs live here too. All are
+//! that needs forward state (a max pool's argmax) reads the forward input
+//! again rather than a second output, and an op with two gradients gets one
+//! node, and one kernel, per gradient (PReLU's input and slope). These
+//! kernels are the runtime side of that choice: each recomputes its state
+//! in one pass, then applies the same rule as its counterpart in `pool` or
+//! `activation`. Bias gradients (a sum per channel) and the slice that
+//! concatenation's backward needs live here too. All are
 //! allocation-free and run on the calling thread or through
 //! [`parallel`](super::parallel), with a fixed summation order.
 
@@ -68,71 +69,91 @@ pub fn max_pool2d_backward_from_input(x: &[f32], dy: &[f32], dx: &mut [f32], g: 
     });
 }
 
-/// Batch mean and `1/√(var + eps)` per channel of `x` (biased variance),
-/// as batch norm's training forward computes them.
-pub fn batch_norm_stats(
-    x: &[f32],
-    shape: ChannelShape,
-    eps: f32,
-    mean: &mut [f32],
-    inv_std: &mut [f32],
-) {
-    assert_eq!(x.len(), shape.len(), "batch_norm_stats: input length");
-    assert!(
-        mean.len() == shape.c && inv_std.len() == shape.c,
-        "batch_norm_stats: per-channel lengths"
-    );
-    let (c, s) = (shape.c, shape.spatial);
-    let m = (shape.n * s).max(1) as f64;
-    for ch in 0..c {
-        let rows = (0..shape.n).map(|b| &x[(b * c + ch) * s..(b * c + ch + 1) * s]);
-        let mu = rows.clone().flatten().map(|&v| v as f64).sum::<f64>() / m;
-        let var = rows
-            .flatten()
-            .map(|&v| {
-                let d = v as f64 - mu;
-                d * d
-            })
-            .sum::<f64>()
-            / m;
-        mean[ch] = mu as f32;
-        inv_std[ch] = (1.0 / (var + eps as f64).sqrt()) as f32;
-    }
-}
-
-/// Batch norm's γ gradient, `dγ[c] = Σ dy·(x − mean[c])·inv_std[c]`, with
-/// the statistics of [`batch_norm_stats`].
-pub fn batch_norm_weight_grad(
+/// PReLU's input gradient alone: `dx = dy` where `x > 0`, else `w·dy`, with
+/// `weight` one slope per channel or one in all. The same values as
+/// `activation::prelu_backward`'s `dx`, without its slope gradient.
+pub fn prelu_backward_input(
     x: &[f32],
     dy: &[f32],
+    dx: &mut [f32],
     shape: ChannelShape,
-    mean: &[f32],
-    inv_std: &[f32],
-    dgamma: &mut [f32],
+    weight: &[f32],
 ) {
     assert!(
-        x.len() == shape.len() && dy.len() == shape.len(),
-        "batch_norm_weight_grad: tensor lengths"
+        x.len() == shape.len() && dy.len() == shape.len() && dx.len() == shape.len(),
+        "prelu_backward_input: tensor lengths"
     );
-    assert_eq!(
-        dgamma.len(),
-        shape.c,
-        "batch_norm_weight_grad: output length"
+    assert!(
+        weight.len() == 1 || weight.len() == shape.c,
+        "prelu_backward_input: weight length"
     );
-    let (c, s) = (shape.c, shape.spatial);
-    for_each_chunk_mut(dgamma, 1, shape.len(), |ch, o| {
-        let (mu, inv) = (mean[ch], inv_std[ch]);
-        let mut acc = 0.0f64;
-        for b in 0..shape.n {
-            let r = (b * c + ch) * s..(b * c + ch + 1) * s;
-            acc += x[r.clone()]
-                .iter()
-                .zip(&dy[r])
-                .map(|(&xv, &g)| (g * (xv - mu) * inv) as f64)
-                .sum::<f64>();
+    let s = shape.spatial;
+    if shape.is_empty() {
+        return;
+    }
+    for_each_chunk_mut(dx, s, shape.len(), |plane, dc| {
+        let w = weight[if weight.len() == 1 {
+            0
+        } else {
+            plane % shape.c
+        }];
+        let xc = &x[plane * s..][..s];
+        let gc = &dy[plane * s..][..s];
+        for ((d, &xv), &gv) in dc.iter_mut().zip(xc).zip(gc) {
+            *d = if xv > 0.0 { gv } else { w * gv };
         }
-        o[0] = acc as f32;
     });
+}
+
+/// PReLU's slope gradient alone: `dweight[k] = Σ dy·x` over `x ≤ 0` of the
+/// channels slope `k` serves (every channel when `dweight` has one value),
+/// summed over the batch in a fixed order: the same values as
+/// `activation::prelu_backward`'s `dweight`.
+pub fn prelu_backward_slope(x: &[f32], dy: &[f32], shape: ChannelShape, dweight: &mut [f32]) {
+    assert!(
+        x.len() == shape.len() && dy.len() == shape.len(),
+        "prelu_backward_slope: tensor lengths"
+    );
+    assert!(
+        dweight.len() == 1 || dweight.len() == shape.c,
+        "prelu_backward_slope: weight length"
+    );
+    if shape.is_empty() {
+        dweight.fill(0.0);
+        return;
+    }
+    let s = shape.spatial;
+    let channels_per_weight = if dweight.len() == 1 { shape.c } else { 1 };
+    for_each_chunk_mut(dweight, 1, shape.len(), |k, dw| {
+        let mut total = 0.0f32;
+        for b in 0..shape.n {
+            for j in 0..channels_per_weight {
+                let ch = k * channels_per_weight + j;
+                let off = (b * shape.c + ch) * s;
+                total += negative_part_dot(&x[off..off + s], &dy[off..off + s]);
+            }
+        }
+        dw[0] = total;
+    });
+}
+
+/// Σ dy·x over the elements with x ≤ 0, with eight partial sums in the
+/// order `activation::prelu_backward` uses.
+#[inline(always)]
+fn negative_part_dot(x: &[f32], dy: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut xs = x.chunks_exact(8);
+    let mut gs = dy.chunks_exact(8);
+    for (xc, gc) in (&mut xs).zip(&mut gs) {
+        for l in 0..8 {
+            acc[l] += if xc[l] > 0.0 { 0.0 } else { xc[l] * gc[l] };
+        }
+    }
+    let mut tail = 0.0f32;
+    for (&xv, &gv) in xs.remainder().iter().zip(gs.remainder()) {
+        tail += if xv > 0.0 { 0.0 } else { xv * gv };
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// `y = x[:, start..start + len, :]` for `x` of shape `[outer, dim, inner]`:
@@ -200,39 +221,31 @@ mod tests {
         assert_eq!(y, vec![2.0, 3.0, 4.0, 5.0, 8.0, 9.0, 10.0, 11.0]);
     }
 
+    /// PReLU's split kernels give exactly `activation::prelu_backward`'s
+    /// two results, per channel and shared, planes of every length.
+    fn check_prelu(shape: ChannelShape, per_channel: bool, seed: u64) {
+        let x = data(shape.len(), seed);
+        let dy = data(shape.len(), seed + 1);
+        let w = data(if per_channel { shape.c } else { 1 }, seed + 2);
+        let (mut want_dx, mut want_dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        crate::kernels::activation::prelu_backward(&x, &dy, &mut want_dx, &mut want_dw, shape, &w);
+        let (mut dx, mut dw) = (vec![1.0; x.len()], vec![1.0; w.len()]);
+        prelu_backward_input(&x, &dy, &mut dx, shape, &w);
+        prelu_backward_slope(&x, &dy, shape, &mut dw);
+        assert_eq!(dx, want_dx, "{shape:?} per_channel={per_channel}");
+        assert_eq!(dw, want_dw, "{shape:?} per_channel={per_channel}");
+    }
+
     #[test]
-    fn batch_norm_weight_grad_matches_finite_differences_of_the_normalized_sum() {
-        // dγ[c] = ∂/∂γ Σ dy·(γ x̂ + β) = Σ dy·x̂.
-        let shape = ChannelShape {
-            n: 3,
-            c: 2,
-            spatial: 4,
-        };
-        let x = data(shape.len(), 3);
-        let dy = data(shape.len(), 4);
-        let (mut mean, mut inv) = (vec![0.0; 2], vec![0.0; 2]);
-        batch_norm_stats(&x, shape, 1e-5, &mut mean, &mut inv);
-        let mut dg = vec![0.0; 2];
-        batch_norm_weight_grad(&x, &dy, shape, &mean, &inv, &mut dg);
-        for c in 0..2 {
-            let mut want = 0.0f64;
-            for b in 0..3 {
-                for s in 0..4 {
-                    let i = (b * 2 + c) * 4 + s;
-                    want += dy[i] as f64 * ((x[i] - mean[c]) * inv[c]) as f64;
-                }
+    fn prelu_split_kernels_equal_the_joint_backward() {
+        for (n, c, spatial) in [(1, 1, 1), (2, 3, 5), (3, 4, 17), (2, 5, 64), (4, 7, 1)] {
+            for per_channel in [true, false] {
+                check_prelu(
+                    ChannelShape { n, c, spatial },
+                    per_channel,
+                    (n * c + spatial) as u64,
+                );
             }
-            assert!((dg[c] as f64 - want).abs() < 1e-5, "{dg:?} vs {want}");
-        }
-        // The statistics normalize each channel to mean 0, variance ~1.
-        for c in 0..2 {
-            let xs: Vec<f64> = (0..3)
-                .flat_map(|b| (0..4).map(move |s| (b * 2 + c) * 4 + s))
-                .map(|i| ((x[i] - mean[c]) * inv[c]) as f64)
-                .collect();
-            let m = xs.iter().sum::<f64>() / 12.0;
-            let v = xs.iter().map(|a| a * a).sum::<f64>() / 12.0;
-            assert!(m.abs() < 1e-5 && (v - 1.0).abs() < 1e-3, "{m} {v}");
         }
     }
 }

@@ -33,7 +33,7 @@
 //! over the thread pool; every output element's reduction order is fixed, so
 //! results are bit-identical whatever the thread count.
 
-use super::conv_direct::{self, DirectShape};
+use super::conv_direct::{self, DirectPost, DirectShape};
 use super::dispatch::Kernels;
 use super::gemm::{
     AOperand, Epilogue, Gemm, PackB, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
@@ -300,15 +300,19 @@ impl Conv2dGeometry {
 }
 
 /// Whether the forward pass uses the direct kernel of `kern`: the variant
-/// has one, stride 1, one group, at most
-/// [`conv_direct::DIRECT_MAX_C_OUT`] output channels, and not a plain product
-/// ([`Conv2dGeometry::is_plain_product`]).
+/// has one, one group, and either stride 1 with at most
+/// [`conv_direct::DIRECT_MAX_C_OUT`] output channels and not a plain product
+/// ([`Conv2dGeometry::is_plain_product`]), or a kernel that covers the whole
+/// unpadded input (one output position, LeNet's C5: the direct kernel's
+/// matrix-vector path, any number of output channels).
 pub fn uses_direct(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    let full_window = g.kh == g.h && g.kw == g.w && g.pad == [0; 4] && g.dilation == [1, 1];
     kern.conv_direct.is_some()
-        && g.stride == [1, 1]
         && g.groups == 1
-        && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
-        && !g.is_plain_product()
+        && (full_window
+            || (g.stride == [1, 1]
+                && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
+                && !g.is_plain_product()))
 }
 
 /// Whether the forward pass of `g` (every entry point: serial, threaded,
@@ -322,25 +326,23 @@ pub fn uses_winograd(kern: &Kernels, g: &Conv2dGeometry) -> bool {
 
 /// The direct kernel's shape for `g`.
 fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
-    let hp = g.h + g.pad[0] + g.pad[2];
-    let wp = g.w + g.pad[1] + g.pad[3];
     DirectShape {
         c_in: g.c_in,
         c_out: g.c_out,
         kh: g.kh,
         kw: g.kw,
         dilation: g.dilation,
-        hp,
-        wp,
-        ext: (g.out_h() * wp).div_ceil(16) * 16,
+        hp: g.h + g.pad[0] + g.pad[2],
+        wp: g.w + g.pad[1] + g.pad[3],
+        oh: g.out_h(),
+        ow: g.out_w(),
     }
 }
 
-/// Scratch of the direct kernel: the padded input with its zero tail, then
-/// the extended output.
+/// Scratch of the direct kernel: the padded input with its tail.
 fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
     let s = direct_shape(g);
-    s.c_in * s.hp * s.wp + conv_direct::tail_len(&s) + s.c_out * s.ext
+    s.c_in * s.hp * s.wp + conv_direct::tail_len(&s)
 }
 
 /// One step of a convolution's fused epilogue, applied in list order to each
@@ -941,8 +943,8 @@ fn forward_image(
 }
 
 /// The direct forward path for one image: pad the input into `scratch`, run
-/// the variant's direct kernel, copy the valid columns out and apply the
-/// epilogue per channel.
+/// the variant's direct kernel straight into `y` (with the epilogue's
+/// leading bias and ReLU in registers), then apply the rest of the epilogue.
 fn forward_direct_image(
     kern: &Kernels,
     g: &Conv2dGeometry,
@@ -960,21 +962,79 @@ fn forward_direct_image(
         )
     };
     let s = direct_shape(g);
-    let padded = s.c_in * s.hp * s.wp + conv_direct::tail_len(&s);
-    let (xp, rest) = scratch.split_at_mut(padded);
-    let yext = &mut rest[..s.c_out * s.ext];
-    xp.fill(0.0);
-    for c in 0..g.c_in {
-        for iy in 0..g.h {
-            let dst = (c * s.hp + iy + g.pad[0]) * s.wp + g.pad[1];
-            xp[dst..dst + g.w].copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+    let xp = &mut scratch[..direct_scratch_len(g)];
+    if g.pad == [0; 4] {
+        // The input already is its padded plane: one copy, then the tail
+        // (zeros, though the kernel never stores what it reads there).
+        let len = g.c_in * g.h * g.w;
+        xp[..len].copy_from_slice(&x[..len]);
+        xp[len..].fill(0.0);
+    } else {
+        xp.fill(0.0);
+        for c in 0..g.c_in {
+            for iy in 0..g.h {
+                let dst = (c * s.hp + iy + g.pad[0]) * s.wp + g.pad[1];
+                xp[dst..dst + g.w]
+                    .copy_from_slice(&x[(c * g.h + iy) * g.w..(c * g.h + iy + 1) * g.w]);
+            }
         }
     }
+    let (post, rest) = direct_post(epilogue);
+    let y = &mut y[..g.c_out * s.oh * s.ow];
     // SAFETY: the buffers have the lengths the kernel's contract asks for
-    // (padded input plus tail, OIHW weight, c_out extended planes), c_out is
-    // at most 16 (uses_direct), and the table checked the CPU's features.
-    unsafe { direct(&s, xp, w, yext) };
-    store_extended(g, yext, s.ext, s.wp, y, epilogue, img, 0, g.c_out);
+    // (padded input plus tail, OIHW weight, one output image, c_out bias
+    // values: check_epilogue), the shape is direct_shape's, c_out is at most
+    // 16 (uses_direct), and the table checked the CPU's features.
+    unsafe { direct(&s, xp, w, post, y) };
+    apply_epilogue_in_place(g, y, rest, img);
+}
+
+/// Splits an epilogue list into the leading steps the direct kernel applies
+/// in registers (a bias, then a ReLU, each optional, in that order) and the
+/// rest, which [`apply_epilogue_in_place`] applies afterwards.
+fn direct_post<'a, 'e>(
+    epilogue: &'e [ConvEpilogue<'a>],
+) -> (DirectPost<'a>, &'e [ConvEpilogue<'a>]) {
+    let mut post = DirectPost::default();
+    let mut rest = epilogue;
+    if let [ConvEpilogue::Bias(b), tail @ ..] = rest {
+        post.bias = Some(b);
+        rest = tail;
+    }
+    if let [ConvEpilogue::Activation(Activation::Relu), tail @ ..] = rest {
+        post.relu = true;
+        rest = tail;
+    }
+    (post, rest)
+}
+
+/// Applies `epilogue` in list order to one image's output `y` (image `img`
+/// of the batch), channel by channel.
+fn apply_epilogue_in_place(
+    g: &Conv2dGeometry,
+    y: &mut [f32],
+    epilogue: &[ConvEpilogue<'_>],
+    img: usize,
+) {
+    if epilogue.is_empty() {
+        return;
+    }
+    let plane = g.out_h() * g.out_w();
+    for (co, yc) in y.chunks_exact_mut(plane).enumerate() {
+        for e in epilogue {
+            match *e {
+                ConvEpilogue::Bias(b) => yc.iter_mut().for_each(|v| *v += b[co]),
+                ConvEpilogue::Scale(f) => yc.iter_mut().for_each(|v| *v *= f),
+                ConvEpilogue::Activation(a) => apply_activation(a, yc),
+                ConvEpilogue::Residual(r) => {
+                    let at = (img * g.c_out + co) * plane;
+                    for (v, rv) in yc.iter_mut().zip(&r[at..at + plane]) {
+                        *v += *rv;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Copies channels `co0 .. co0 + count` of an extended output (`yext`, one

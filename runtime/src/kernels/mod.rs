@@ -11,6 +11,8 @@ pub mod conv;
 pub mod conv_direct;
 pub mod dispatch;
 pub mod elementwise;
+pub mod epilogue;
+pub mod fold;
 pub mod gemm;
 pub mod gemm_micro;
 pub mod loss;

@@ -199,6 +199,56 @@ pub fn batch_norm_inference(
     });
 }
 
+/// The batch mean and biased variance of every channel of `x` (`m =
+/// n·spatial > 0` values each), written to `mean` and `var`: the statistics
+/// both [`batch_norm_train_forward`] and [`batch_norm_batch_stats`] use.
+fn batch_mean_var(x: &[f32], shape: ChannelShape, mean: &mut [f32], var: &mut [f32]) {
+    let m = shape.n * shape.spatial;
+    if shape.spatial == 1 {
+        // Σx and Σx² in f64 in one pass (f32 products are exact in f64).
+        let mf = m as f64;
+        row_sums(
+            shape,
+            mean,
+            var,
+            |_, i| (x[i] as f64, x[i] as f64 * x[i] as f64),
+            |_, s1, s2| {
+                let mu = s1 / mf;
+                (mu as f32, (s2 / mf - mu * mu).max(0.0) as f32)
+            },
+        );
+    } else {
+        for_each_chunk_pair_mut(mean, 1, var, 1, shape.len() * 2, |c, mc, vc| {
+            let mu = channel_sum(x, x, shape, c, |a, _| sum_of(a)) / m as f64;
+            let mu32 = mu as f32;
+            let var = channel_sum(x, x, shape, c, |a, _| centered_dot(a, a, mu32, mu32)) / m as f64;
+            mc[0] = mu32;
+            vc[0] = var as f32;
+        });
+    }
+}
+
+/// Batch norm's batch statistics in training mode, exactly as
+/// [`batch_norm_train_forward`] computes them: `mean[c]` and
+/// `inv_std[c] = 1/√(var + eps)` (biased variance). Nothing is written for
+/// an empty batch.
+pub fn batch_norm_batch_stats(
+    x: &[f32],
+    shape: ChannelShape,
+    eps: f32,
+    mean: &mut [f32],
+    inv_std: &mut [f32],
+) {
+    check(shape, &[x.len()], &[mean.len(), inv_std.len()]);
+    if shape.n * shape.spatial == 0 {
+        return;
+    }
+    batch_mean_var(x, shape, mean, inv_std);
+    for v in inv_std.iter_mut() {
+        *v = (1.0 / libm::sqrt(*v as f64 + eps as f64)) as f32;
+    }
+}
+
 /// Batch norm in training mode: normalizes with the batch mean and biased
 /// variance, writes them as `save_mean` and `save_inv_std = 1/√(var + eps)`
 /// for the backward, and updates `running_mean` and `running_var` with
@@ -234,36 +284,7 @@ pub fn batch_norm_train_forward(
     }
     // The biased variance goes into `save_inv_std` for now; it becomes
     // 1/√(var + eps) below, once the running variance has been updated.
-    if shape.spatial == 1 {
-        // Σx and Σx² in f64 in one pass (f32 products are exact in f64).
-        let mf = m as f64;
-        row_sums(
-            shape,
-            save_mean,
-            save_inv_std,
-            |_, i| (x[i] as f64, x[i] as f64 * x[i] as f64),
-            |_, s1, s2| {
-                let mu = s1 / mf;
-                (mu as f32, (s2 / mf - mu * mu).max(0.0) as f32)
-            },
-        );
-    } else {
-        for_each_chunk_pair_mut(
-            save_mean,
-            1,
-            save_inv_std,
-            1,
-            shape.len() * 2,
-            |c, mean, inv| {
-                let mu = channel_sum(x, x, shape, c, |a, _| sum_of(a)) / m as f64;
-                let mu32 = mu as f32;
-                let var =
-                    channel_sum(x, x, shape, c, |a, _| centered_dot(a, a, mu32, mu32)) / m as f64;
-                mean[0] = mu32;
-                inv[0] = var as f32;
-            },
-        );
-    }
+    batch_mean_var(x, shape, save_mean, save_inv_std);
     for c in 0..shape.c {
         let var = save_inv_std[c] as f64;
         let unbiased = if m > 1 {
@@ -358,13 +379,42 @@ fn backward_masked(
     save_mean: &[f32],
     save_inv_std: &[f32],
 ) {
+    batch_norm_param_grads(x, dy, mask, shape, save_mean, save_inv_std, dgamma, dbeta);
+    batch_norm_input_grad(
+        x,
+        dy,
+        mask,
+        dx,
+        shape,
+        gamma,
+        save_mean,
+        save_inv_std,
+        dgamma,
+        dbeta,
+    );
+}
+
+/// Batch norm's γ and β gradients in training mode, in one pass over `x`
+/// and `dy`: `dgamma = Σ g·x̂`, `dbeta = Σ g` per channel, where `g` is
+/// `dy`, or with a `mask` (the output of a ReLU of the batch norm) `dy`
+/// where the mask is positive and 0 elsewhere. The first half of
+/// [`batch_norm_backward`] and [`batch_norm_relu_backward`].
+pub fn batch_norm_param_grads(
+    x: &[f32],
+    dy: &[f32],
+    mask: Option<&[f32]>,
+    shape: ChannelShape,
+    save_mean: &[f32],
+    save_inv_std: &[f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
     check(
         shape,
-        &[x.len(), dy.len(), dx.len()],
+        &[x.len(), dy.len(), mask.map_or(shape.len(), <[f32]>::len)],
         &[
             dgamma.len(),
             dbeta.len(),
-            gamma.len(),
             save_mean.len(),
             save_inv_std.len(),
         ],
@@ -390,22 +440,6 @@ fn backward_masked(
                 (g * (x[i] - save_mean[c]) as f64, g)
             },
             |c, s_dy_xc, s_dy| ((s_dy_xc * save_inv_std[c] as f64) as f32, s_dy as f32),
-        );
-        let inv_m = 1.0 / m as f32;
-        row_apply(
-            shape,
-            dx,
-            |c| {
-                let inv = save_inv_std[c];
-                [
-                    gamma[c] * inv,
-                    dbeta[c] * inv_m,
-                    dgamma[c] * inv_m * inv,
-                    save_mean[c],
-                ]
-            },
-            // k[2] folds inv into mean(dy·x̂), so x̂·k[2] = (x − μ)·k[2].
-            |k, i| k[0] * (g_at(i) - k[1] - (x[i] - k[3]) * k[2]),
         );
         return;
     }
@@ -439,7 +473,68 @@ fn backward_masked(
         db[0] = sum_dy as f32;
         dg[0] = (sum_dy_xc * save_inv_std[c] as f64) as f32;
     });
+}
+
+/// Batch norm's input gradient in training mode from the γ and β gradients
+/// of [`batch_norm_param_grads`] (same `mask`): `dx = γ·inv_std·(g −
+/// dbeta/M − x̂·dgamma/M)`, one pass over `x`, `dy` (and the mask). The
+/// second half of [`batch_norm_backward`] and [`batch_norm_relu_backward`].
+pub fn batch_norm_input_grad(
+    x: &[f32],
+    dy: &[f32],
+    mask: Option<&[f32]>,
+    dx: &mut [f32],
+    shape: ChannelShape,
+    gamma: &[f32],
+    save_mean: &[f32],
+    save_inv_std: &[f32],
+    dgamma: &[f32],
+    dbeta: &[f32],
+) {
+    check(
+        shape,
+        &[
+            x.len(),
+            dy.len(),
+            dx.len(),
+            mask.map_or(shape.len(), <[f32]>::len),
+        ],
+        &[
+            dgamma.len(),
+            dbeta.len(),
+            gamma.len(),
+            save_mean.len(),
+            save_inv_std.len(),
+        ],
+    );
+    let m = shape.n * shape.spatial;
+    if m == 0 {
+        return;
+    }
+    let s = shape.spatial;
     let inv_m = 1.0 / m as f32;
+    if s == 1 {
+        let g_at = |i: usize| match mask {
+            None => dy[i],
+            Some(y) => masked(dy[i], y[i]),
+        };
+        row_apply(
+            shape,
+            dx,
+            |c| {
+                let inv = save_inv_std[c];
+                [
+                    gamma[c] * inv,
+                    dbeta[c] * inv_m,
+                    dgamma[c] * inv_m * inv,
+                    save_mean[c],
+                ]
+            },
+            // k[2] folds inv into mean(dy·x̂), so x̂·k[2] = (x − μ)·k[2].
+            |k, i| k[0] * (g_at(i) - k[1] - (x[i] - k[3]) * k[2]),
+        );
+        return;
+    }
     for_each_chunk_mut(dx, s, shape.len(), |plane, dc| {
         let c = plane % shape.c;
         let (mu, inv) = (save_mean[c], save_inv_std[c]);
@@ -517,4 +612,65 @@ pub fn batch_norm_inference_backward(
     affine_per_channel(dy, dx, shape, |c| {
         (gamma[c] / libm::sqrtf(running_var[c] + eps), 0.0, 0.0)
     });
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u64) -> Vec<f32> {
+        let mut r = crate::rng::Rng::new(seed);
+        (0..len).map(|_| r.next_f32() * 2.0 - 1.0).collect()
+    }
+
+    /// The split kernels the generated training code calls give exactly
+    /// what the joint kernels give: the statistics of the training forward,
+    /// and `batch_norm_backward`'s (or, with a mask,
+    /// `batch_norm_relu_backward`'s) three gradients.
+    fn check(shape: ChannelShape, seed: u64) {
+        let c = shape.c;
+        let x = data(shape.len(), seed);
+        let dy = data(shape.len(), seed + 1);
+        let gamma = data(c, seed + 2);
+        let beta = data(c, seed + 3);
+        let mut y = vec![0.0; x.len()];
+        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+        let (mut mean, mut inv) = (vec![0.0; c], vec![0.0; c]);
+        batch_norm_train_forward(
+            &x, &mut y, shape, &gamma, &beta, 1e-5, 0.1, &mut rm, &mut rv, &mut mean, &mut inv,
+        );
+        let (mut m2, mut i2) = (vec![7.0; c], vec![7.0; c]);
+        batch_norm_batch_stats(&x, shape, 1e-5, &mut m2, &mut i2);
+        assert_eq!((&m2, &i2), (&mean, &inv), "{shape:?}: statistics");
+        let relu: Vec<f32> = y.iter().map(|v| v.max(0.0)).collect();
+        for mask in [None, Some(&relu[..])] {
+            let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+            match mask {
+                None => batch_norm_backward(
+                    &x, &dy, &mut dx, &mut dg, &mut db, shape, &gamma, &mean, &inv,
+                ),
+                Some(r) => batch_norm_relu_backward(
+                    &x, r, &dy, &mut dx, &mut dg, &mut db, shape, &gamma, &mean, &inv,
+                ),
+            }
+            let (mut sdx, mut sdg, mut sdb) = (vec![1.0; x.len()], vec![1.0; c], vec![1.0; c]);
+            batch_norm_param_grads(&x, &dy, mask, shape, &mean, &inv, &mut sdg, &mut sdb);
+            batch_norm_input_grad(
+                &x, &dy, mask, &mut sdx, shape, &gamma, &mean, &inv, &sdg, &sdb,
+            );
+            let what = format!("{shape:?}, mask {}", mask.is_some());
+            assert_eq!((&sdg, &sdb), (&dg, &db), "{what}: dγ, dβ");
+            assert_eq!(sdx, dx, "{what}: dx");
+        }
+    }
+
+    #[test]
+    fn split_training_kernels_equal_the_joint_ones() {
+        for (k, (n, c, spatial)) in [(1, 1, 1), (2, 3, 5), (3, 4, 300), (5, 70, 1), (2, 2, 1)]
+            .into_iter()
+            .enumerate()
+        {
+            check(ChannelShape { n, c, spatial }, 10 * k as u64);
+        }
+    }
 }

@@ -8,13 +8,18 @@
 //! padding never wins (it acts as −∞); ties go to the first maximum in
 //! row-major window order, in the kernel and the reference alike. The
 //! common 2×2 stride-2 window has its own loops (LeNet, VGG).
+//!
+//! Every kernel takes `impl Into<PoolWindows>`: a [`Pool2d`] alone is floor
+//! mode, `Pool2d::ceil_mode(true)` ceil mode (GoogLeNet), whose last partial
+//! window only changes the clipping, which the general loops already do.
 
 use super::parallel::{for_each_chunk_mut, for_each_chunk_pair_mut};
 
 /// The geometry of a 2-d pooling: input `[n, c, h, w]`, window `kh × kw`,
 /// stride `sh × sw`, zero padding `ph × pw` on each side, and the output
 /// size rule of convolution with dilation 1 (floor mode):
-/// `out_h = ⌊(h + 2ph − kh) / sh⌋ + 1`.
+/// `out_h = ⌊(h + 2ph − kh) / sh⌋ + 1`. Its `out_h`, `out_w` and
+/// `output_len` are floor mode's; [`PoolWindows`] adds ceil mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool2d {
     /// Batch size.
@@ -173,10 +178,117 @@ impl Pool2d {
     pub fn is_two_by_two(&self) -> bool {
         (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (2, 2, 2, 2, 0, 0)
     }
+}
+
+/// A [`Pool2d`] together with its output-size rule: floor mode (the
+/// default, every window inside the padded input) or ceil mode (PyTorch's
+/// `ceil_mode`, GoogLeNet): the output size rounds up, keeping a last,
+/// partial window along an axis when it starts inside the input or its left
+/// (top) padding. The part of such a window past the bottom/right padding
+/// is no input at all: max pooling ignores it and average pooling counts
+/// it neither with nor without `count_pad`.
+///
+/// Every pooling kernel takes `impl Into<PoolWindows>`, so a plain
+/// [`Pool2d`] means floor mode and `g.ceil_mode(true)` asks for ceil mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWindows {
+    /// The window, stride and padding.
+    pub pool: Pool2d,
+    /// Whether the output size rounds up.
+    pub ceil: bool,
+}
+
+impl From<Pool2d> for PoolWindows {
+    fn from(pool: Pool2d) -> Self {
+        PoolWindows { pool, ceil: false }
+    }
+}
+
+impl Pool2d {
+    /// This geometry with the output size rounded up when `ceil` holds
+    /// (see [`PoolWindows`]).
+    pub const fn ceil_mode(self, ceil: bool) -> PoolWindows {
+        PoolWindows { pool: self, ceil }
+    }
+}
+
+/// The number of windows along one axis: floor mode's count, plus one in
+/// ceil mode when a partial window is left that starts before `size + pad`.
+/// The padded size must be at least `k` ([`Pool2d::validate`]).
+const fn windows(size: usize, pad: usize, k: usize, s: usize, ceil: bool) -> usize {
+    let span = size + 2 * pad - k;
+    let floor = span / s + 1;
+    if ceil && !span.is_multiple_of(s) && floor * s < size + pad {
+        floor + 1
+    } else {
+        floor
+    }
+}
+
+impl PoolWindows {
+    /// Checks the geometry (the same rules in both modes).
+    pub fn validate(&self) -> Result<(), PoolError> {
+        self.pool.validate()
+    }
+
+    /// Output height.
+    pub fn out_h(&self) -> usize {
+        let g = &self.pool;
+        windows(g.h, g.ph, g.kh, g.sh, self.ceil)
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        let g = &self.pool;
+        windows(g.w, g.pw, g.kw, g.sw, self.ceil)
+    }
+
+    /// Elements of the input.
+    pub fn input_len(&self) -> usize {
+        self.pool.input_len()
+    }
+
+    /// Elements of the output.
+    pub fn output_len(&self) -> usize {
+        self.pool.planes() * self.out_h() * self.out_w()
+    }
+
+    /// The divisor of average pooling for the window of output `(oh, ow)`,
+    /// whose clipped input rows and columns are `rows` and `cols`: with
+    /// `count_pad`, the window's extent within the padded input (the full
+    /// `kh·kw` except for ceil mode's partial windows); without, the input
+    /// elements it covers. PyTorch's rule in both modes.
+    #[inline(always)]
+    pub fn divisor(
+        &self,
+        (oh, ow): (usize, usize),
+        (hs, he): (usize, usize),
+        (ws, we): (usize, usize),
+        count_pad: bool,
+    ) -> usize {
+        let g = &self.pool;
+        if count_pad {
+            let (at_h, at_w) = (oh * g.sh, ow * g.sw);
+            let eh = (at_h + g.kh).min(g.h + 2 * g.ph) - at_h;
+            let ew = (at_w + g.kw).min(g.w + 2 * g.pw) - at_w;
+            eh * ew
+        } else {
+            (he - hs) * (we - ws)
+        }
+    }
+
+    /// Whether this is the 2×2 stride-2 window without padding whose every
+    /// window lies inside the input (always in floor mode; in ceil mode when
+    /// the sides are even), which has a fast path.
+    pub fn is_two_by_two(&self) -> bool {
+        self.pool.is_two_by_two()
+            && 2 * self.out_h() <= self.pool.h
+            && 2 * self.out_w() <= self.pool.w
+    }
 
     /// Asserts the geometry and the buffer lengths (the callers' contract).
     fn check(&self, input: usize, output: usize) {
-        assert!(self.validate().is_ok(), "pool: invalid geometry {self:?}");
+        assert!(self.validate().is_ok(), "pool: invalid geometry {:?}", self);
         assert!(
             input == self.input_len() && output == self.output_len(),
             "pool: tensor lengths"
@@ -246,15 +358,17 @@ fn pooled_max(x: &[f32], g: &Pool2d, rows: (usize, usize), ow: usize) -> (f32, u
 }
 
 /// Max pooling forward (inference: no indices kept).
-pub fn max_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d) {
-    g.check(x.len(), y.len());
-    let (ip, op) = (g.h * g.w, g.out_h() * g.out_w());
+pub fn max_pool2d_forward(x: &[f32], y: &mut [f32], g: impl Into<PoolWindows>) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    win.check(x.len(), y.len());
+    let (ip, op) = (g.h * g.w, win.out_h() * win.out_w());
     if op == 0 || g.planes() == 0 {
         return;
     }
-    let ow_n = g.out_w();
-    let two_by_two = g.is_two_by_two();
-    for_each_chunk_mut(y, op, g.output_len() * g.kh * g.kw, |plane, yc| {
+    let ow_n = win.out_w();
+    let two_by_two = win.is_two_by_two();
+    for_each_chunk_mut(y, op, win.output_len() * g.kh * g.kw, |plane, yc| {
         let xp = &x[plane * ip..(plane + 1) * ip];
         for (oh, yrow) in yc.chunks_exact_mut(ow_n).enumerate() {
             if two_by_two {
@@ -296,16 +410,23 @@ fn max4(a: f32, b: f32, c: f32, d: f32) -> (f32, u32) {
 
 /// Max pooling forward for training: also writes each output's argmax (its
 /// index `ih·w + iw` within the input plane) for [`max_pool2d_backward`].
-pub fn max_pool2d_forward_with_indices(x: &[f32], y: &mut [f32], argmax: &mut [u32], g: Pool2d) {
-    g.check(x.len(), y.len());
+pub fn max_pool2d_forward_with_indices(
+    x: &[f32],
+    y: &mut [f32],
+    argmax: &mut [u32],
+    g: impl Into<PoolWindows>,
+) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    win.check(x.len(), y.len());
     assert_eq!(argmax.len(), y.len(), "max pool: argmax length");
-    let (ip, op) = (g.h * g.w, g.out_h() * g.out_w());
+    let (ip, op) = (g.h * g.w, win.out_h() * win.out_w());
     if op == 0 || g.planes() == 0 {
         return;
     }
-    let ow_n = g.out_w();
-    let work = g.output_len() * g.kh * g.kw;
-    let two_by_two = g.is_two_by_two();
+    let ow_n = win.out_w();
+    let work = win.output_len() * g.kh * g.kw;
+    let two_by_two = win.is_two_by_two();
     for_each_chunk_pair_mut(y, op, argmax, op, work, |plane, yc, ic| {
         let xp = &x[plane * ip..(plane + 1) * ip];
         for (oh, (yrow, irow)) in yc
@@ -334,14 +455,16 @@ pub fn max_pool2d_forward_with_indices(x: &[f32], y: &mut [f32], argmax: &mut [u
 
 /// Max pooling backward: `dx` (written) gets each `dy` added at its
 /// window's argmax; overlapping windows accumulate in output order.
-pub fn max_pool2d_backward(dy: &[f32], argmax: &[u32], dx: &mut [f32], g: Pool2d) {
-    g.check(dx.len(), dy.len());
+pub fn max_pool2d_backward(dy: &[f32], argmax: &[u32], dx: &mut [f32], g: impl Into<PoolWindows>) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    win.check(dx.len(), dy.len());
     assert_eq!(argmax.len(), dy.len(), "max pool backward: argmax length");
-    let (ip, op) = (g.h * g.w, g.out_h() * g.out_w());
+    let (ip, op) = (g.h * g.w, win.out_h() * win.out_w());
     if ip == 0 || g.planes() == 0 {
         return;
     }
-    for_each_chunk_mut(dx, ip, g.input_len() + g.output_len(), |plane, dc| {
+    for_each_chunk_mut(dx, ip, g.input_len() + win.output_len(), |plane, dc| {
         dc.fill(0.0);
         let gp = &dy[plane * op..(plane + 1) * op];
         let ix = &argmax[plane * op..(plane + 1) * op];
@@ -351,34 +474,20 @@ pub fn max_pool2d_backward(dy: &[f32], argmax: &[u32], dx: &mut [f32], g: Pool2d
     });
 }
 
-/// The divisor of one average-pooling window: the full window with
-/// `count_pad`, else only the input elements it covers.
-#[inline(always)]
-fn avg_divisor(
-    g: &Pool2d,
-    (hs, he): (usize, usize),
-    (ws, we): (usize, usize),
-    count_pad: bool,
-) -> f32 {
-    if count_pad {
-        (g.kh * g.kw) as f32
-    } else {
-        ((he - hs) * (we - ws)) as f32
-    }
-}
-
 /// Average pooling forward. With `count_pad` the divisor is always
 /// `kh·kw` (padding counts as zeros); without, it is the number of input
 /// elements in the window.
-pub fn avg_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d, count_pad: bool) {
-    g.check(x.len(), y.len());
-    let (ip, op) = (g.h * g.w, g.out_h() * g.out_w());
+pub fn avg_pool2d_forward(x: &[f32], y: &mut [f32], g: impl Into<PoolWindows>, count_pad: bool) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    win.check(x.len(), y.len());
+    let (ip, op) = (g.h * g.w, win.out_h() * win.out_w());
     if op == 0 || g.planes() == 0 {
         return;
     }
-    let ow_n = g.out_w();
-    let two_by_two = g.is_two_by_two();
-    for_each_chunk_mut(y, op, g.output_len() * g.kh * g.kw, |plane, yc| {
+    let ow_n = win.out_w();
+    let two_by_two = win.is_two_by_two();
+    for_each_chunk_mut(y, op, win.output_len() * g.kh * g.kw, |plane, yc| {
         let xp = &x[plane * ip..(plane + 1) * ip];
         for (oh, yrow) in yc.chunks_exact_mut(ow_n).enumerate() {
             if two_by_two {
@@ -404,7 +513,7 @@ pub fn avg_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d, count_pad: bool) 
                         total += v;
                     }
                 }
-                *yv = total / avg_divisor(&g, rows, cols, count_pad);
+                *yv = total / win.divisor((oh, ow), rows, cols, count_pad) as f32;
             }
         }
     });
@@ -412,15 +521,17 @@ pub fn avg_pool2d_forward(x: &[f32], y: &mut [f32], g: Pool2d, count_pad: bool) 
 
 /// Average pooling backward: each `dy` spread evenly (divided by the same
 /// divisor as the forward) over its window's input elements; `dx` written.
-pub fn avg_pool2d_backward(dy: &[f32], dx: &mut [f32], g: Pool2d, count_pad: bool) {
-    g.check(dx.len(), dy.len());
-    let (ip, op) = (g.h * g.w, g.out_h() * g.out_w());
+pub fn avg_pool2d_backward(dy: &[f32], dx: &mut [f32], g: impl Into<PoolWindows>, count_pad: bool) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    win.check(dx.len(), dy.len());
+    let (ip, op) = (g.h * g.w, win.out_h() * win.out_w());
     if ip == 0 || g.planes() == 0 {
         return;
     }
-    let ow_n = g.out_w();
-    let two_by_two = g.is_two_by_two();
-    for_each_chunk_mut(dx, ip, g.output_len() * g.kh * g.kw, |plane, dc| {
+    let ow_n = win.out_w();
+    let two_by_two = win.is_two_by_two();
+    for_each_chunk_mut(dx, ip, win.output_len() * g.kh * g.kw, |plane, dc| {
         dc.fill(0.0);
         let gp = &dy[plane * op..(plane + 1) * op];
         if two_by_two {
@@ -443,7 +554,7 @@ pub fn avg_pool2d_backward(dy: &[f32], dx: &mut [f32], g: Pool2d, count_pad: boo
             let rows = g.rows(oh);
             for (ow, &gv) in grow.iter().enumerate() {
                 let cols = g.cols(ow);
-                let share = gv / avg_divisor(&g, rows, cols, count_pad);
+                let share = gv / win.divisor((oh, ow), rows, cols, count_pad) as f32;
                 for ih in rows.0..rows.1 {
                     for d in &mut dc[ih * g.w + cols.0..ih * g.w + cols.1] {
                         *d += share;

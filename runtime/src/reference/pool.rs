@@ -1,9 +1,13 @@
 //! Reference pooling: max (with argmax), average (padding counted or not)
 //! and global average, forward and backward, written as the textbook loops
-//! over padded coordinates with an explicit in-bounds test.
+//! over padded coordinates with an explicit in-bounds test. Floor and ceil
+//! mode differ only in the number of windows ([`PoolWindows`]); a ceil-mode
+//! window's part past the padded input is no input, and PyTorch's divisor
+//! rule (`count_pad`: the window clipped to the padded input) is spelled out
+//! in [`divisor`].
 
 use super::Real;
-use crate::kernels::pool::Pool2d;
+use crate::kernels::pool::{Pool2d, PoolWindows};
 
 /// Visits the in-bounds input positions `(ih, iw)` of output `(oh, ow)`'s
 /// window, in row-major order.
@@ -21,8 +25,15 @@ fn window(g: &Pool2d, oh: usize, ow: usize, mut f: impl FnMut(usize, usize)) {
 
 /// Max pooling: values and argmax (index within the input plane; ties to
 /// the first in row-major window order).
-pub fn max_pool2d_forward<T: Real>(x: &[T], y: &mut [T], argmax: &mut [u32], g: Pool2d) {
-    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+pub fn max_pool2d_forward<T: Real>(
+    x: &[T],
+    y: &mut [T],
+    argmax: &mut [u32],
+    g: impl Into<PoolWindows>,
+) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    let (oh_n, ow_n) = (win.out_h(), win.out_w());
     for p in 0..g.planes() {
         for oh in 0..oh_n {
             for ow in 0..ow_n {
@@ -44,8 +55,15 @@ pub fn max_pool2d_forward<T: Real>(x: &[T], y: &mut [T], argmax: &mut [u32], g: 
 }
 
 /// Max pooling backward: `dy` added at each argmax.
-pub fn max_pool2d_backward<T: Real>(dy: &[T], argmax: &[u32], dx: &mut [T], g: Pool2d) {
-    let op = g.out_h() * g.out_w();
+pub fn max_pool2d_backward<T: Real>(
+    dy: &[T],
+    argmax: &[u32],
+    dx: &mut [T],
+    g: impl Into<PoolWindows>,
+) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    let op = win.out_h() * win.out_w();
     dx.fill(T::ZERO);
     for p in 0..g.planes() {
         for o in 0..op {
@@ -54,10 +72,20 @@ pub fn max_pool2d_backward<T: Real>(dy: &[T], argmax: &[u32], dx: &mut [T], g: P
     }
 }
 
-/// The divisor of output `(oh, ow)`'s window.
+/// The divisor of output `(oh, ow)`'s window: with `count_pad`, the
+/// positions of the window inside the padded input (all `kh·kw` of them
+/// unless a ceil-mode window hangs past it); without, the input elements.
 fn divisor(g: &Pool2d, oh: usize, ow: usize, count_pad: bool) -> f64 {
     if count_pad {
-        (g.kh * g.kw) as f64
+        let mut count = 0;
+        for a in 0..g.kh {
+            for b in 0..g.kw {
+                if oh * g.sh + a < g.h + 2 * g.ph && ow * g.sw + b < g.w + 2 * g.pw {
+                    count += 1;
+                }
+            }
+        }
+        count as f64
     } else {
         let mut count = 0;
         window(g, oh, ow, |_, _| count += 1);
@@ -66,8 +94,15 @@ fn divisor(g: &Pool2d, oh: usize, ow: usize, count_pad: bool) -> f64 {
 }
 
 /// Average pooling, accumulating in f64.
-pub fn avg_pool2d_forward<T: Real>(x: &[T], y: &mut [T], g: Pool2d, count_pad: bool) {
-    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+pub fn avg_pool2d_forward<T: Real>(
+    x: &[T],
+    y: &mut [T],
+    g: impl Into<PoolWindows>,
+    count_pad: bool,
+) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    let (oh_n, ow_n) = (win.out_h(), win.out_w());
     for p in 0..g.planes() {
         for oh in 0..oh_n {
             for ow in 0..ow_n {
@@ -83,8 +118,15 @@ pub fn avg_pool2d_forward<T: Real>(x: &[T], y: &mut [T], g: Pool2d, count_pad: b
 }
 
 /// Average pooling backward.
-pub fn avg_pool2d_backward<T: Real>(dy: &[T], dx: &mut [T], g: Pool2d, count_pad: bool) {
-    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+pub fn avg_pool2d_backward<T: Real>(
+    dy: &[T],
+    dx: &mut [T],
+    g: impl Into<PoolWindows>,
+    count_pad: bool,
+) {
+    let win: PoolWindows = g.into();
+    let g = win.pool;
+    let (oh_n, ow_n) = (win.out_h(), win.out_w());
     let mut acc = vec![0.0f64; dx.len()];
     for p in 0..g.planes() {
         for oh in 0..oh_n {

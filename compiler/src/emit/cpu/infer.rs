@@ -7,10 +7,11 @@ use quote::quote;
 
 use super::train::train_call;
 use super::{
-    activation, buffer, channel_shape, chw, conv_geometry, param, pool_geometry, unsupported,
+    activation, buffer, channel_shape, chw, conv_geometry, param, pool_geometry, prepared,
+    unsupported,
 };
 use crate::diag::Diagnostic;
-use crate::ir::{Op, UpsampleMode};
+use crate::ir::{self, Op, UpsampleMode};
 use crate::plan::{Kernel, Program, Step};
 
 pub(super) fn kernel_call(
@@ -39,14 +40,22 @@ pub(super) fn kernel_call(
     Ok(match op {
         Op::Conv2d(c) => {
             let g = conv_geometry(c, &in_shape, &out_shape);
-            let wt = param(program, step, 0);
             let epi = if c.bias {
                 let bias = param(program, step, 1);
                 quote!(&[#k::conv::ConvEpilogue::Bias(#bias)])
             } else {
                 quote!(&[])
             };
-            quote!(#k::conv::conv2d_forward(kern, &#g, #x, #wt, #epi, y);)
+            match step.prepared.weight {
+                Some(i) if program.is_packed(i) => {
+                    let wt = prepared(i);
+                    quote!(#k::conv::conv2d_forward_prepacked(kern, &#g, #x, #wt, #epi, y);)
+                }
+                _ => {
+                    let wt = param(program, step, 0);
+                    quote!(#k::conv::conv2d_forward(kern, &#g, #x, #wt, #epi, y);)
+                }
+            }
         }
         Op::ConvTranspose2d(c) => {
             let [ci, h, w] = chw(&in_shape);
@@ -190,6 +199,7 @@ pub(super) fn kernel_call(
             let sizes = step.inputs.iter().map(|o| o.shape.dims()[*axis]);
             quote!(#k::elementwise::concat(&[#(#names),*], &[#(#sizes),*], n * #outer, #inner, y);)
         }
+        Op::Fused(f) => fused_call(program, step, names, f, &in_shape, &out_shape),
         Op::Input { .. }
         | Op::Flatten
         | Op::Reshape { .. }
@@ -199,4 +209,122 @@ pub(super) fn kernel_call(
             unreachable!("plan: {} is not an inference step", op.name())
         }
     })
+}
+
+/// The kernel call of a fused step: the anchor (convolution or linear
+/// layer) with its bias, the folded batch norm and the epilogue as the
+/// kernel's epilogue list, or, without an anchor, one elementwise pass.
+fn fused_call(
+    program: &Program,
+    step: &Step,
+    names: &[proc_macro2::Ident],
+    f: &ir::Fused,
+    in_shape: &ir::Shape,
+    out_shape: &ir::Shape,
+) -> TokenStream {
+    let k = quote!(::kiln::runtime::kernels);
+    let x = &names[0];
+    // The anchor's weight and bias: prepared (folded, packed) or its own.
+    let bias = match step.prepared.bias {
+        Some(i) => Some(prepared(i)),
+        None if f.anchor_params() == 2 => Some(param(program, step, 1)),
+        None => None,
+    };
+    let weight = || match step.prepared.weight {
+        Some(i) => prepared(i),
+        None => param(program, step, 0),
+    };
+    let mut extra = names[1..].iter();
+    let mut steps: Vec<TokenStream> = Vec::new();
+    match &f.anchor {
+        ir::Anchor::Conv2d(c) => {
+            let e = quote!(#k::conv::ConvEpilogue);
+            steps.extend(bias.map(|b| quote!(#e::Bias(#b))));
+            for ep in &f.epilogue {
+                steps.push(match ep {
+                    ir::Epilogue::Activation(a) => {
+                        let a = activation(*a);
+                        quote!(#e::Activation(#a))
+                    }
+                    ir::Epilogue::Add => {
+                        let r = extra.next().expect("plan: one input per add");
+                        quote!(#e::Residual(#r))
+                    }
+                    ir::Epilogue::Scale(s) => {
+                        let s = *s as f32;
+                        quote!(#e::Scale(#s))
+                    }
+                });
+            }
+            let g = conv_geometry(c, in_shape, out_shape);
+            let weight = weight();
+            match step.prepared.weight {
+                Some(i) if program.is_packed(i) => {
+                    quote!(#k::conv::conv2d_forward_prepacked(kern, &#g, #x, #weight, &[#(#steps),*], y);)
+                }
+                _ => quote!(#k::conv::conv2d_forward(kern, &#g, #x, #weight, &[#(#steps),*], y);),
+            }
+        }
+        ir::Anchor::Linear { out, .. } => {
+            let e = quote!(#k::gemm::Epilogue);
+            let out = *out;
+            steps.extend(bias.map(|b| quote!(#e::BiasCol(#b))));
+            for ep in &f.epilogue {
+                steps.push(match ep {
+                    ir::Epilogue::Activation(a) => {
+                        let a = activation(*a);
+                        quote!(#e::Activation(#a))
+                    }
+                    ir::Epilogue::Add => {
+                        let r = extra.next().expect("plan: one input per add");
+                        quote!(#e::Residual { data: #r, ld: #out })
+                    }
+                    ir::Epilogue::Scale(s) => {
+                        let s = *s as f32;
+                        quote!(#e::Scale(#s))
+                    }
+                });
+            }
+            let inp = step.inputs[0].len();
+            let weight = weight();
+            quote! {
+                let g = #k::gemm::Gemm::new(n, #out, #inp).transpose_b();
+                #k::gemm::sgemm(&g, #x, #weight, y, &[#(#steps),*]);
+            }
+        }
+        ir::Anchor::Identity => {
+            let e = quote!(#k::epilogue::ElementStep);
+            for ep in &f.epilogue {
+                steps.push(match ep {
+                    ir::Epilogue::Activation(a) => {
+                        let a = activation(*a);
+                        quote!(#e::Activation(#a))
+                    }
+                    ir::Epilogue::Add => {
+                        let r = extra.next().expect("plan: one input per add");
+                        quote!(#e::Add(#r))
+                    }
+                    ir::Epilogue::Scale(s) => {
+                        let s = *s as f32;
+                        quote!(#e::Scale(#s))
+                    }
+                });
+            }
+            if let Some(fb) = &f.folded_bn {
+                // The batch norm first, then the chain on its output.
+                let shape = channel_shape(in_shape);
+                let eps = fb.eps as f32;
+                let (gamma, beta) = (param(program, step, 0), param(program, step, 1));
+                let (mean, var) = (buffer(program, step, 0), buffer(program, step, 1));
+                quote! {
+                    #k::norm::batch_norm_inference(#x, y, #shape, #gamma, #beta, #mean, #var, #eps);
+                    #k::epilogue::apply_epilogue_in_place(y, &[#(#steps),*]);
+                }
+            } else if step.in_place {
+                quote!(#k::epilogue::apply_epilogue_in_place(y, &[#(#steps),*]);)
+            } else {
+                quote!(#k::epilogue::apply_epilogue(#x, y, &[#(#steps),*]);)
+            }
+        }
+    }
 }

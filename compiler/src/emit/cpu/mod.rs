@@ -16,10 +16,12 @@ use crate::ast::Loc;
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::ir::{self, Op};
 mod infer;
+mod prepare;
 mod train;
 
 use crate::plan::{Kernel, Location, Operand, Program, Step};
 use infer::kernel_call;
+use prepare::prepared_code;
 use train::emit_train;
 
 /// The code of diagnostics this emitter reports: an op it cannot run yet.
@@ -144,6 +146,11 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
         },
         _ => TokenStream::new(),
     };
+    let prep = prepared_code(program);
+    let prep_count = prep.count;
+    let prep_lens = &prep.lens;
+    let prep_compute = &prep.compute;
+    let prep_transient = &prep.transient;
     let lower_bound = program.infer.memory.lower_bound;
     let no_reuse = program.infer.memory.no_reuse;
 
@@ -155,6 +162,10 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
             params: ::kiln::runtime::params::Params,
             arena: ::std::vec::Vec<f32>,
             train_arena: ::std::vec::Vec<f32>,
+            prepared: ::std::vec::Vec<f32>,
+            prepared_at: [usize; #prep_count],
+            prepared_len: [usize; #prep_count],
+            prepared_stale: bool,
             batch: usize,
             seed: u64,
             train_steps: u64,
@@ -217,10 +228,35 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
                     #(#scratch)*
                     ::kiln::runtime::kernels::gemm::reserve_scratch(need);
                 }
+                // The prepared tensors: persistent ones one after the
+                // other, transient ones all in the tail.
+                let kern = ::kiln::runtime::kernels::dispatch::kernels();
+                let mut len = [0usize; #prep_count];
+                #(#prep_lens)*
+                let transient: [bool; #prep_count] = [#(#prep_transient),*];
+                let mut at = [0usize; #prep_count];
+                let mut end = 0usize;
+                for i in 0..#prep_count {
+                    if !transient[i] {
+                        at[i] = end;
+                        end += len[i];
+                    }
+                }
+                let mut tail = 0usize;
+                for i in 0..#prep_count {
+                    if transient[i] {
+                        at[i] = end;
+                        tail = tail.max(len[i]);
+                    }
+                }
                 #name {
                     params,
                     arena: ::std::vec![0.0; #arena_len * batch],
                     train_arena: ::std::vec::Vec::new(),
+                    prepared: ::std::vec![0.0; end + tail],
+                    prepared_at: at,
+                    prepared_len: len,
+                    prepared_stale: true,
                     batch,
                     seed: 0,
                     train_steps: 0,
@@ -237,9 +273,27 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
                 &self.params
             }
 
-            /// The parameters, gradients and buffers, mutable.
+            /// The parameters, gradients and buffers, mutable (the
+            /// prepared tensors are recomputed at the next `forward`).
             pub fn params_mut(&mut self) -> &mut ::kiln::runtime::params::Params {
+                self.prepared_stale = true;
                 &mut self.params
+            }
+
+            /// Recomputes the tensors inference derives from the
+            /// parameters and buffers (folded batch norm, packed weights),
+            /// in place: no heap allocation.
+            fn prepare(&mut self) {
+                let kern = ::kiln::runtime::kernels::dispatch::kernels();
+                let params: &[f32] = &self.params.values;
+                let buffers: &[f32] = &self.params.buffers;
+                let prepared: &mut [f32] = &mut self.prepared;
+                let at = self.prepared_at;
+                let len = self.prepared_len;
+                // Packing does not depend on the number of examples.
+                let n = 1usize;
+                #(#prep_compute)*
+                self.prepared_stale = false;
             }
 
             /// Saves the parameters and buffers (and `state`) atomically.
@@ -257,6 +311,7 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
                 &mut self,
                 path: impl ::core::convert::AsRef<::std::path::Path>,
             ) -> ::core::result::Result<::kiln::runtime::checkpoint::TrainState, ::kiln::runtime::params::ToolkitError> {
+                self.prepared_stale = true;
                 ::kiln::runtime::checkpoint::load(path, &mut self.params)
             }
 
@@ -275,10 +330,16 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
             /// heap allocation.
             pub fn forward(&mut self, x: &[f32]) -> ::core::result::Result<&[f32], ::kiln::runtime::params::ToolkitError> {
                 let n = self.examples(x.len())?;
+                if self.prepared_stale {
+                    self.prepare();
+                }
                 let b = self.batch;
                 let kern = ::kiln::runtime::kernels::dispatch::kernels();
                 let params: &[f32] = &self.params.values;
                 let buffers: &[f32] = &self.params.buffers;
+                let prepared: &[f32] = &self.prepared;
+                let pat = self.prepared_at;
+                let plen = self.prepared_len;
                 let arena: &mut [f32] = &mut self.arena;
                 let input0: &[f32] = x;
                 #(#steps)*
@@ -317,12 +378,16 @@ fn scratch_sizes(program: &Program) -> Vec<TokenStream> {
         let (Kernel::Infer(op), Some(x)) = (&step.kernel, step.inputs.first()) else {
             continue;
         };
-        match op {
-            Op::Conv2d(c) => {
+        let anchor = match op {
+            Op::Fused(f) => f.anchor_op(),
+            other => Some(other.clone()),
+        };
+        match &anchor {
+            Some(Op::Conv2d(c)) => {
                 let g = conv_geometry(c, &x.shape, &step.output.shape);
                 out.push(quote!(need = need.max(#k::conv::conv2d_forward_scratch_len(kern, &#g));));
             }
-            Op::Linear { out: o, .. } => {
+            Some(Op::Linear { out: o, .. }) => {
                 let i = x.len();
                 out.push(quote!(need = need.max(#k::gemm::gemm_scratch_len(&#k::gemm::Gemm::new(n, #o, #i).transpose_b()));));
             }
@@ -391,6 +456,12 @@ fn param(program: &Program, step: &Step, i: usize) -> TokenStream {
     quote!(&params[#start..#end])
 }
 
+/// The prepared tensor `i`, in generated `forward`.
+fn prepared(i: usize) -> TokenStream {
+    quote!(&prepared[pat[#i]..pat[#i] + plen[#i]])
+}
+
+/// A buffer slice of the step, by position among the node's buffers.
 fn buffer(program: &Program, step: &Step, i: usize) -> TokenStream {
     let slot = &program.buffers[step.buffers[i]];
     let (start, end) = (slot.offset, slot.offset + slot.len());

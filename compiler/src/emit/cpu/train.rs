@@ -70,6 +70,7 @@ pub(super) fn emit_train(
                 self.train_arena.resize(#arena_len * b, 0.0);
             }
             self.train_steps += 1;
+            self.prepared_stale = true;
             let dropout_seed = self.step_seed();
             let kern = ::kiln::runtime::kernels::dispatch::kernels();
             let ::kiln::runtime::params::Params { values, grads, buffers, .. } = &mut self.params;
@@ -101,6 +102,7 @@ pub(super) fn emit_train(
         ) -> ::core::result::Result<f32, ::kiln::runtime::params::ToolkitError> {
             let loss = self.loss_and_grads(x, target)?;
             opt.step(&mut self.params, lr)?;
+            self.prepared_stale = true;
             ::core::result::Result::Ok(loss)
         }
 
@@ -273,20 +275,11 @@ pub(super) fn train_call(
                 GradOp::PreluData { weight } => {
                     let w = named_param(program, step, weight)?;
                     let shape = channel_shape(&in_shape);
-                    quote! {
-                        let wt: &[f32] = #w;
-                        let mut dw = ::std::vec![0.0f32; wt.len()];
-                        #k::activation::prelu_backward(#x, #x1, y, &mut dw, #shape, wt);
-                    }
+                    quote!(#k::backward::prelu_backward_input(#x, #x1, y, #shape, #w);)
                 }
                 GradOp::PreluWeight { .. } => {
                     let shape = channel_shape(&in_shape);
-                    let len = out_shape.numel() as usize;
-                    quote! {
-                        let ones = [1.0f32; #len];
-                        let mut dx = ::std::vec![0.0f32; #x.len()];
-                        #k::activation::prelu_backward(#x, #x1, &mut dx, y, #shape, &ones);
-                    }
+                    quote!(#k::backward::prelu_backward_slope(#x, #x1, #shape, y);)
                 }
                 GradOp::Maxout { k: group } => {
                     let shape = channel_shape(&in_shape);
@@ -309,30 +302,42 @@ pub(super) fn train_call(
                         quote!(#k::softmax::log_softmax_backward(#x, #x1, y, #shape);)
                     }
                 }
-                GradOp::BatchNormData { eps, weight } => {
+                GradOp::BatchNormStats { eps } => {
                     let shape = channel_shape(&in_shape);
                     let c = chw(&in_shape)[0];
                     let eps = *eps as f32;
-                    let gamma = named_param(program, step, weight)?;
                     quote! {
-                        let mut mean = [0.0f32; #c];
-                        let mut inv = [0.0f32; #c];
-                        let mut dg = [0.0f32; #c];
-                        let mut db = [0.0f32; #c];
-                        #k::backward::batch_norm_stats(#x, #shape, #eps, &mut mean, &mut inv);
-                        #k::norm::batch_norm_backward(#x, #x1, y, &mut dg, &mut db, #shape, #gamma, &mean, &inv);
+                        let (mean, inv) = y.split_at_mut(#c);
+                        #k::norm::batch_norm_batch_stats(#x, #shape, #eps, mean, inv);
                     }
                 }
-                GradOp::BatchNormWeight { eps } => {
+                GradOp::BatchNormParamGrads { relu } => {
                     let shape = channel_shape(&in_shape);
                     let c = chw(&in_shape)[0];
-                    let eps = *eps as f32;
+                    let stats = &names[2];
+                    let mask = mask_arg(names, *relu, 3);
                     quote! {
-                        let mut mean = [0.0f32; #c];
-                        let mut inv = [0.0f32; #c];
-                        #k::backward::batch_norm_stats(#x, #shape, #eps, &mut mean, &mut inv);
-                        #k::backward::batch_norm_weight_grad(#x, #x1, #shape, &mean, &inv, y);
+                        let (mean, inv) = #stats.split_at(#c);
+                        let (dg, db) = y.split_at_mut(#c);
+                        #k::norm::batch_norm_param_grads(#x, #x1, #mask, #shape, mean, inv, dg, db);
                     }
+                }
+                GradOp::BatchNormInput { weight, relu } => {
+                    let shape = channel_shape(&in_shape);
+                    let c = chw(&in_shape)[0];
+                    let gamma = named_param(program, step, weight)?;
+                    let (stats, dgb) = (&names[2], &names[3]);
+                    let mask = mask_arg(names, *relu, 4);
+                    quote! {
+                        let (mean, inv) = #stats.split_at(#c);
+                        let (dg, db) = #dgb.split_at(#c);
+                        #k::norm::batch_norm_input_grad(#x, #x1, #mask, y, #shape, #gamma, mean, inv, dg, db);
+                    }
+                }
+                GradOp::Row { index } => {
+                    let c = out_shape.numel() as usize;
+                    let start = index * c;
+                    quote!(y.copy_from_slice(&#x[#start..#start + #c]);)
                 }
                 GradOp::Lrn {
                     n: size,
@@ -367,6 +372,17 @@ pub(super) fn train_call(
         }
         _ => return Ok(None),
     }))
+}
+
+/// The `mask` argument of batch norm's fused backward kernels: the ReLU
+/// output bound as input `slot` with `relu`, else `None`.
+fn mask_arg(names: &[proc_macro2::Ident], relu: bool, slot: usize) -> TokenStream {
+    if relu {
+        let m = &names[slot];
+        quote!(::core::option::Option::Some(&#m[..]))
+    } else {
+        quote!(::core::option::Option::None)
+    }
 }
 
 /// The runtime's reduction for an IR reduction.

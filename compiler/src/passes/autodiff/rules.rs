@@ -198,25 +198,34 @@ pub(super) fn backward(
             vec![node.output, dy],
         ),
         Op::BatchNorm { eps, .. } => {
+            // The statistics once; γ's and β's gradients in one pass, as the
+            // two rows of one value; the input gradient from both.
             let (w, bias) = (param(0).ok_or_else(missing)?, param(1).ok_or_else(missing)?);
+            let stats = b.emit(
+                id,
+                "grad_stats",
+                grad(GradOp::BatchNormStats { eps: *eps }),
+                vec![x],
+            );
+            let dgb = b.emit(
+                id,
+                "grad_params",
+                grad(GradOp::BatchNormParamGrads { relu: false }),
+                vec![x, dy, stats],
+            );
             dx_if_wanted(
                 b,
                 &mut g,
-                grad(GradOp::BatchNormData {
-                    eps: *eps,
+                grad(GradOp::BatchNormInput {
                     weight: w.clone(),
+                    relu: false,
                 }),
-                vec![x, dy],
+                vec![x, dy, stats, dgb],
             );
-            let dw = b.emit(
-                id,
-                "grad_weight",
-                grad(GradOp::BatchNormWeight { eps: *eps }),
-                vec![x, dy],
-            );
+            let dw = b.emit(id, "grad_weight", grad(GradOp::Row { index: 0 }), vec![dgb]);
             g.params.push((w, dw));
-            g.params
-                .push((bias, b.emit(id, "grad_bias", grad(GradOp::Bias), vec![dy])));
+            let db = b.emit(id, "grad_bias", grad(GradOp::Row { index: 1 }), vec![dgb]);
+            g.params.push((bias, db));
         }
         Op::Lrn { n, alpha, beta, k } => dx_if_wanted(
             b,
@@ -262,6 +271,16 @@ pub(super) fn backward(
                     start += len;
                 }
             }
+        }
+        Op::Fused(_) => {
+            return Err(Diagnostic::error(
+                codes::INTERNAL,
+                b.graph.loc_of(id),
+                format!(
+                    "autodiff: `{}` is a fused inference kernel; autodiff runs on the unfused graph",
+                    b.graph.name_of(id)
+                ),
+            ));
         }
         Op::Input { .. } | Op::Loss(_) | Op::Grad(_) => {
             return Err(Diagnostic::error(
