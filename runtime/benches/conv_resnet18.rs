@@ -5,9 +5,15 @@
 //! one thread by default, timed by its CPU clock (`KILN_BENCH_THREADS=2`
 //! for two, timed by the wall clock).
 //!
-//! The 3×3 layers also run by Winograd F(2,3) and F(4,3) (`_fwd_wino_f2`,
-//! `_fwd_wino_f4`, weights transformed once outside the timing); their
-//! GFLOP/s count the direct convolution's FLOPs, so they compare as speed.
+//! `_fwd` and `_fwd_prepacked` are what `conv2d_forward` and
+//! `conv2d_forward_prepacked` do (Winograd where `uses_winograd`); those
+//! layers also run by the GEMM lowering (`_fwd_gemm`) and by Winograd
+//! F(2,3) and F(4,3) (`_fwd_wino_f2`, `_fwd_wino_f4`, weights transformed
+//! once outside the timing). Every GFLOP/s counts the direct convolution's
+//! FLOPs, so the rows compare as speed. At batch 1 the last two cases run all
+//! of ResNet-18's 3×3 stride-1 layers (4 at 56, 3 at 28, 14 and 7) in a row,
+//! by the GEMM lowering and as an inference build would (weights packed
+//! once, Winograd where chosen).
 //!
 //! Run: `cargo bench -p kiln-runtime --bench conv_resnet18` (a name filter
 //! after `--` picks cases, e.g. `-- b32`).
@@ -18,7 +24,8 @@ use common::{Clock, Recorder};
 use kiln_runtime::activation::Activation;
 use kiln_runtime::kernels::conv::{
     Conv2dGeometry, ConvEpilogue, conv2d_backward_data, conv2d_backward_weight, conv2d_forward,
-    conv2d_forward_prepacked, conv2d_pack_weights, conv2d_packed_weights_len,
+    conv2d_forward_gemm, conv2d_forward_prepacked, conv2d_pack_weights, conv2d_packed_weights_len,
+    uses_winograd,
 };
 use kiln_runtime::kernels::dispatch::kernels;
 use kiln_runtime::kernels::gemm::{Gemm, sgemm};
@@ -136,6 +143,16 @@ fn run(rec: &mut Recorder, threads: usize, clock: Clock, peak: f64) {
                     || conv2d_forward_prepacked(kern, &g, &x, &packed, &epi, &mut y),
                 );
             }
+            if uses_winograd(kern, &g) {
+                rec.bench(
+                    &mut c,
+                    &format!("{name}_b{batch}_fwd_gemm"),
+                    clock,
+                    flops,
+                    peak,
+                    || conv2d_forward_gemm(kern, &g, &x, &w, &epi, &mut y),
+                );
+            }
             if winograd_applies(&g) {
                 for (tile, label) in [(WinogradTile::F2, "f2"), (WinogradTile::F4, "f4")] {
                     let mut packed = vec![0.0f32; winograd_packed_len_for(kern, tile, &g)];
@@ -172,8 +189,80 @@ fn run(rec: &mut Recorder, threads: usize, clock: Clock, peak: f64) {
             );
         }
     }
+    if filter.as_deref() != Some("32") {
+        resnet18_3x3_sum(rec, &mut c, clock, peak);
+    }
     let name = format!("sgemm_1024_t{threads}_end");
     rec.bench(&mut c, &name, clock, g.flops() as f64, peak, || {
         sgemm(&g, &a, &b, &mut out, &[])
     });
+}
+
+/// All of ResNet-18's 3×3 stride-1 convolutions at batch 1, in a row: by the
+/// GEMM lowering, and with weights packed once (Winograd where chosen).
+fn resnet18_3x3_sum(rec: &mut Recorder, c: &mut criterion::Criterion, clock: Clock, peak: f64) {
+    let kern = kernels();
+    let layers: Vec<(Conv2dGeometry, usize)> =
+        [(64, 56, 4), (128, 28, 3), (256, 14, 3), (512, 7, 3)]
+            .into_iter()
+            .map(|(ch, hw, count)| {
+                (
+                    Conv2dGeometry::new(1, ch, hw, hw, ch, 3, 3).with_pad(1),
+                    count,
+                )
+            })
+            .collect();
+    let flops: f64 = layers.iter().map(|(g, k)| (g.flops() * k) as f64).sum();
+    let mut wino_flops = 0.0;
+    for (g, k) in &layers {
+        let mults = if uses_winograd(kern, g) {
+            let tile = kiln_runtime::kernels::winograd::winograd_tile(g);
+            let tiles = g.out_h().div_ceil(tile.m()) * g.out_w().div_ceil(tile.m());
+            2 * tile.points() * tiles * g.c_in * g.c_out
+        } else {
+            g.flops()
+        };
+        wino_flops += (mults * k) as f64;
+    }
+    println!(
+        "ResNet-18 3×3 stride-1 layers, batch 1: {:.3} GFLOP direct, {:.3} GFLOP in the GEMMs as chosen",
+        flops / 1e9,
+        wino_flops / 1e9
+    );
+    let data: Vec<_> = layers
+        .iter()
+        .map(|(g, _)| {
+            let w = fill(g.weight_len(), 4);
+            let mut packed = vec![0.0f32; conv2d_packed_weights_len(kern, g)];
+            conv2d_pack_weights(kern, g, &w, &mut packed);
+            (
+                fill(g.input_len(), 3),
+                w,
+                packed,
+                vec![0.0f32; g.output_len()],
+            )
+        })
+        .collect();
+    let mut data = data;
+    rec.bench(c, "resnet18_3x3s1_b1_fwd_gemm", clock, flops, peak, || {
+        for ((g, k), (x, w, _, y)) in layers.iter().zip(data.iter_mut()) {
+            for _ in 0..*k {
+                conv2d_forward_gemm(kern, g, x, w, &[], y);
+            }
+        }
+    });
+    rec.bench(
+        c,
+        "resnet18_3x3s1_b1_fwd_prepacked",
+        clock,
+        flops,
+        peak,
+        || {
+            for ((g, k), (x, _, packed, y)) in layers.iter().zip(data.iter_mut()) {
+                for _ in 0..*k {
+                    conv2d_forward_prepacked(kern, g, x, packed, &[], y);
+                }
+            }
+        },
+    );
 }

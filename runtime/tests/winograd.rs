@@ -249,3 +249,43 @@ fn winograd_rejects_strided_geometries() {
     let mut out = vec![0.0; 4096];
     winograd_pack_weights_for(kern, WinogradTile::F4, &g, &[0.0; 144], &mut out);
 }
+
+/// `conv2d_forward` and its prepacked and serial forms take Winograd exactly
+/// where `uses_winograd` says, and then give Winograd's bits.
+#[test]
+fn conv_forward_takes_winograd_where_it_pays() {
+    use kiln_runtime::kernels::conv::{
+        conv2d_forward, conv2d_forward_prepacked, conv2d_forward_scratch_len,
+        conv2d_forward_serial, conv2d_pack_weights, conv2d_packed_weights_len, uses_winograd,
+    };
+    let check = |g: Conv2dGeometry, expect: bool| {
+        let kern = dispatch::kernels();
+        assert_eq!(uses_winograd(kern, &g), expect, "{g:?}");
+        let x = values(g.input_len(), 7);
+        let w = values(g.weight_len(), 8);
+        let mut y = vec![f32::NAN; g.output_len()];
+        conv2d_forward(kern, &g, &x, &w, &[], &mut y);
+        let mut ys = vec![f32::NAN; g.output_len()];
+        let mut scratch = vec![f32::NAN; conv2d_forward_scratch_len(kern, &g)];
+        conv2d_forward_serial(kern, &g, &x, &w, &[], &mut ys, &mut scratch);
+        same_bits("conv2d_forward_serial", &y, &ys, &g);
+        let mut packed = vec![f32::NAN; conv2d_packed_weights_len(kern, &g)];
+        conv2d_pack_weights(kern, &g, &w, &mut packed);
+        let mut yp = vec![f32::NAN; g.output_len()];
+        conv2d_forward_prepacked(kern, &g, &x, &packed, &[], &mut yp);
+        same_bits("conv2d_forward_prepacked", &y, &yp, &g);
+        if expect {
+            let mut yw = vec![f32::NAN; g.output_len()];
+            conv2d_forward_winograd(kern, &g, &x, &w, &[], &mut yw);
+            same_bits("conv2d_forward_winograd", &y, &yw, &g);
+        }
+    };
+    let c3 = |c: usize, hw: usize| Conv2dGeometry::new(1, c, hw, hw, c, 3, 3).with_pad(1);
+    check(c3(64, 56), true);
+    check(c3(32, 28), true);
+    check(c3(32, 14), true);
+    check(c3(64, 7), false);
+    check(c3(8, 28), false);
+    check(c3(32, 28).with_stride(2), false);
+    check(Conv2dGeometry::new(1, 32, 28, 28, 32, 1, 1), false);
+}

@@ -16,7 +16,10 @@
 //!   covers the whole input, skips `im2col`: the input already is its own
 //!   column matrix;
 //! - a small direct kernel for few input channels at stride 1 (LeNet's
-//!   layers), where building the column matrix costs as much as the product.
+//!   layers), where building the column matrix costs as much as the product;
+//! - Winograd F(2,3) or F(4,3) ([`super::winograd`]) for the 3×3 stride-1
+//!   layers where it is faster ([`uses_winograd`]), forward only, in every
+//!   forward entry point (the packed weights are then Winograd's).
 //!
 //! A transposed convolution is described by the [`Conv2dGeometry`] of the
 //! convolution it transposes: its forward is that convolution's
@@ -36,6 +39,7 @@ use super::gemm::{
     AOperand, Epilogue, Gemm, PackB, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
     sgemm_custom_serial_with, sgemm_packed_serial_with, sgemm_serial_with,
 };
+use super::winograd;
 use crate::activation::Activation;
 
 /// The shape of one 2-D convolution: input `n × c_in × h × w`, weight
@@ -309,6 +313,15 @@ pub fn uses_direct(kern: &Kernels, g: &Conv2dGeometry) -> bool {
             || (g.stride == [1, 1]
                 && g.c_out <= conv_direct::DIRECT_MAX_C_OUT
                 && !g.is_plain_product()))
+}
+
+/// Whether the forward pass of `g` (every entry point: serial, threaded,
+/// weights packed in advance) runs by Winograd ([`super::winograd`]): where
+/// the direct kernel does not, and [`winograd::winograd_pays`] says it is
+/// faster than the GEMM lowering (measured on ResNet-18's layers; see
+/// `BENCHMARKS.md`).
+pub fn uses_winograd(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    !uses_direct(kern, g) && winograd::winograd_pays(g)
 }
 
 /// The direct kernel's shape for `g`.
@@ -1065,6 +1078,9 @@ fn is_strided_1x1(g: &Conv2dGeometry) -> bool {
 
 /// The scratch length (floats) of [`conv2d_forward_serial`].
 pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+    if uses_winograd(kern, g) {
+        return winograd::winograd_scratch_len(kern, g);
+    }
     if uses_direct(kern, g) {
         return direct_scratch_len(g);
     }
@@ -1318,6 +1334,9 @@ pub fn conv2d_forward_serial(
         scratch.len(),
         conv2d_forward_scratch_len(kern, g),
     );
+    if uses_winograd(kern, g) {
+        return winograd::conv2d_forward_winograd_serial(kern, g, x, w, epilogue, y, scratch);
+    }
     if uses_direct(kern, g) {
         return forward_serial_with(kern, g, x, plain_weights(g, w), epilogue, y, scratch);
     }
@@ -1371,6 +1390,29 @@ fn forward_serial_with(
 /// If the geometry is invalid or a buffer is too short (a caller bug).
 #[cfg(feature = "std")]
 pub fn conv2d_forward(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+) {
+    check_forward(g, x, w, epilogue, y);
+    if uses_winograd(kern, g) {
+        return winograd::conv2d_forward_winograd(kern, g, x, w, epilogue, y);
+    }
+    conv2d_forward_gemm(kern, g, x, w, epilogue, y);
+}
+
+/// [`conv2d_forward`] without Winograd: the direct kernel where
+/// [`uses_direct`], else the GEMM lowering (what the benchmarks compare
+/// Winograd with).
+///
+/// # Panics
+///
+/// If the geometry is invalid or a buffer is too short (a caller bug).
+#[cfg(feature = "std")]
+pub fn conv2d_forward_gemm(
     kern: &Kernels,
     g: &Conv2dGeometry,
     x: &[f32],
@@ -1439,6 +1481,9 @@ fn forward_threaded_with(
 /// with variant `kern`: packed GEMM panels per group, or (for the direct
 /// kernel and one-position outputs) the OIHW weights as they are.
 pub fn conv2d_packed_weights_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+    if uses_winograd(kern, g) {
+        return winograd::winograd_packed_len(kern, g);
+    }
     if uses_direct(kern, g) || !packs_weights(g) {
         g.weight_len()
     } else {
@@ -1459,7 +1504,9 @@ pub fn conv2d_pack_weights(kern: &Kernels, g: &Conv2dGeometry, w: &[f32], out: &
     check_len("weight", w.len(), g.weight_len());
     let len = conv2d_packed_weights_len(kern, g);
     check_len("packed weights", out.len(), len);
-    if uses_direct(kern, g) || !packs_weights(g) {
+    if uses_winograd(kern, g) {
+        winograd::winograd_pack_weights(kern, g, w, out);
+    } else if uses_direct(kern, g) || !packs_weights(g) {
         out[..len].copy_from_slice(&w[..len]);
     } else {
         prepare_weights(kern, g, w, false, out);
@@ -1486,7 +1533,9 @@ fn packed_view<'a>(kern: &Kernels, g: &Conv2dGeometry, packed: &'a [f32]) -> Wei
 
 /// The scratch length (floats) of [`conv2d_forward_prepacked_serial`].
 pub fn conv2d_forward_prepacked_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
-    if uses_direct(kern, g) {
+    if uses_winograd(kern, g) {
+        winograd::winograd_prepacked_scratch_len(kern, g)
+    } else if uses_direct(kern, g) {
         direct_scratch_len(g)
     } else {
         forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g))
@@ -1518,6 +1567,11 @@ pub fn conv2d_forward_prepacked_serial(
         scratch.len(),
         conv2d_forward_prepacked_scratch_len(kern, g),
     );
+    if uses_winograd(kern, g) {
+        return winograd::conv2d_forward_winograd_prepacked_serial(
+            kern, g, x, packed, epilogue, y, scratch,
+        );
+    }
     let wts = packed_view(kern, g, packed);
     forward_serial_with(kern, g, x, wts, epilogue, y, scratch);
 }
@@ -1541,6 +1595,9 @@ pub fn conv2d_forward_prepacked(
     check_len("input", x.len(), g.input_len());
     check_len("output", y.len(), g.output_len());
     check_conv_epilogue(g, epilogue);
+    if uses_winograd(kern, g) {
+        return winograd::conv2d_forward_winograd_prepacked(kern, g, x, packed, epilogue, y);
+    }
     let wts = packed_view(kern, g, packed);
     forward_threaded_with(kern, g, x, wts, epilogue, y);
 }

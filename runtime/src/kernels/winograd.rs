@@ -102,9 +102,26 @@ pub fn winograd_applies(g: &Conv2dGeometry) -> bool {
 }
 
 /// The tile [`conv2d_forward_winograd`] and the other functions without a
-/// tile argument use for `g` (measured: see `BENCHMARKS.md`).
-pub fn winograd_tile(_g: &Conv2dGeometry) -> WinogradTile {
-    WinogradTile::F4
+/// tile argument use for `g`: F(4,3) where the output is at least 24 × 24,
+/// else F(2,3), whose 2 × 2 tiles waste less of a small plane (measured on
+/// ResNet-18's layers: F(4,3) is faster at 56 and 28, F(2,3) at 14; see
+/// `BENCHMARKS.md`).
+pub fn winograd_tile(g: &Conv2dGeometry) -> WinogradTile {
+    if g.out_h().min(g.out_w()) >= 24 {
+        WinogradTile::F4
+    } else {
+        WinogradTile::F2
+    }
+}
+
+/// Whether Winograd is faster than the GEMM lowering for `g` (what
+/// [`super::conv::conv2d_forward`] asks): it applies, both channel counts
+/// are at least 16 (so the GEMMs over the transform points are not mostly
+/// edge), and the output is at least 10 × 10 (at 7 × 7, ResNet-18's last
+/// stage, the transforms' lanes and the padded tiles cost more than the
+/// saved multiplies: measured 0.6–0.8× the GEMM lowering at batch 1).
+pub fn winograd_pays(g: &Conv2dGeometry) -> bool {
+    winograd_applies(g) && g.c_in >= 16 && g.c_out >= 16 && g.out_h().min(g.out_w()) >= 10
 }
 
 /// The per-image sizes of one Winograd convolution.
