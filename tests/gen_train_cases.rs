@@ -203,6 +203,7 @@ tcase!(linear_nobias, Net, 112, { network Net(x: [8]) -> out { x.linear(5, bias 
 tcase!(flatten_linear, Net, 113, { network Net(x: [2, 3, 3]) -> out { x.flatten().linear(4) } loss mse; });
 tcase!(reshape, Net, 114, { network Net(x: [12]) -> out { x.reshape([3, 2, 2]).conv2d(2, k = 1) } loss mse; });
 tcase!(max_pool, Net, 115, { network Net(x: [2, 9, 9]) -> out { x.max_pool2d(3, s = 2, p = 1) } loss mse; });
+tcase!(max_pool_ceil, Net, 116, { network Net(x: [2, 8, 8]) -> out { x.max_pool2d(3, s = 2, ceil = true) } loss mse; });
 tcase!(avg_pool, Net, 117, { network Net(x: [2, 8, 8]) -> out { x.avg_pool2d(2) } loss mse; });
 tcase!(avg_pool_pad, Net, 118, { network Net(x: [2, 7, 7]) -> out { x.avg_pool2d(3, s = 2, p = 1) } loss mse; });
 tcase!(avg_pool_count_pad, Net, 119, { network Net(x: [2, 7, 7]) -> out { x.avg_pool2d(3, s = 2, p = 1, count_pad = true) } loss mse; });

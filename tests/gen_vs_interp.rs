@@ -160,6 +160,7 @@ case!(linear_nobias, Net, 12, { network Net(x: [8]) -> out { x.linear(5, bias = 
 case!(flatten_linear, Net, 13, { network Net(x: [2, 3, 3]) -> out { x.flatten().linear(4) } });
 case!(reshape, Net, 14, { network Net(x: [12]) -> out { x.reshape([3, 2, 2]).conv2d(2, k = 1) } });
 case!(max_pool, Net, 15, { network Net(x: [2, 9, 9]) -> out { x.max_pool2d(3, s = 2, p = 1) } });
+case!(max_pool_ceil, Net, 16, { network Net(x: [2, 8, 8]) -> out { x.max_pool2d(3, s = 2, ceil = true) } });
 case!(avg_pool, Net, 17, { network Net(x: [2, 8, 8]) -> out { x.avg_pool2d(2) } });
 case!(avg_pool_pad, Net, 18, { network Net(x: [2, 7, 7]) -> out { x.avg_pool2d(3, s = 2, p = 1) } });
 case!(avg_pool_count_pad, Net, 19, { network Net(x: [2, 7, 7]) -> out { x.avg_pool2d(3, s = 2, p = 1, count_pad = true) } });

@@ -26,12 +26,20 @@ pub fn channel_sums(dy: &[f32], shape: ChannelShape, out: &mut [f32]) {
 
 /// Max pooling's input gradient with the argmax recomputed from `x`: each
 /// window's `dy` goes to its largest input (the first in row-major order on
-/// ties), padding never wins. `dx` is overwritten.
-pub fn max_pool2d_backward_from_input(x: &[f32], dy: &[f32], dx: &mut [f32], g: Pool2d) {
+/// ties), padding never wins. `dx` is overwritten. Floor or ceil mode, as
+/// the forward ([`PoolWindows`](super::pool::PoolWindows)).
+pub fn max_pool2d_backward_from_input(
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    g: impl Into<super::pool::PoolWindows>,
+) {
+    let windows = g.into();
+    let g: Pool2d = windows.pool;
     assert_eq!(x.len(), g.input_len(), "max_pool2d backward: input length");
     assert_eq!(
         dy.len(),
-        g.output_len(),
+        windows.output_len(),
         "max_pool2d backward: gradient length"
     );
     assert_eq!(
@@ -39,7 +47,7 @@ pub fn max_pool2d_backward_from_input(x: &[f32], dy: &[f32], dx: &mut [f32], g: 
         g.input_len(),
         "max_pool2d backward: output length"
     );
-    let (oh, ow) = (g.out_h(), g.out_w());
+    let (oh, ow) = (windows.out_h(), windows.out_w());
     let plane_in = g.h * g.w;
     let plane_out = oh * ow;
     for_each_chunk_mut(dx, plane_in, g.input_len(), |p, dxp| {
@@ -189,8 +197,19 @@ mod tests {
 
     #[test]
     fn max_pool_backward_matches_the_reference_with_argmax() {
-        for (k, s, p, h) in [(2, 2, 0, 8), (3, 2, 1, 7), (3, 1, 1, 5), (2, 1, 0, 3)] {
-            let g = Pool2d::square(2, 3, h, h, k, s, p);
+        // The last rows are ceil mode: GoogLeNet's 3×3/2 pools, and windows
+        // that run past the input.
+        for (k, s, p, h, ceil) in [
+            (2, 2, 0, 8, false),
+            (3, 2, 1, 7, false),
+            (3, 1, 1, 5, false),
+            (2, 1, 0, 3, false),
+            (3, 2, 0, 8, true),
+            (3, 2, 0, 14, true),
+            (2, 2, 0, 7, true),
+            (3, 3, 1, 8, true),
+        ] {
+            let g = Pool2d::square(2, 3, h, h, k, s, p).ceil_mode(ceil);
             let x = data(g.input_len(), 1);
             let dy = data(g.output_len(), 2);
             let mut y = vec![0.0; g.output_len()];
@@ -200,7 +219,7 @@ mod tests {
             rpool::max_pool2d_backward(&dy, &arg, &mut want, g);
             let mut got = vec![1.0; g.input_len()];
             max_pool2d_backward_from_input(&x, &dy, &mut got, g);
-            assert_eq!(got, want, "k={k} s={s} p={p} h={h}");
+            assert_eq!(got, want, "k={k} s={s} p={p} h={h} ceil={ceil}");
         }
     }
 

@@ -560,8 +560,9 @@ fn pool_geometry(p: &ir::Pool2d, input: &ir::Shape) -> TokenStream {
     let [kh, kw] = p.kernel;
     let [sh, sw] = p.stride;
     let [ph, pw] = p.padding;
+    let ceil = p.ceil.then(|| quote!(.ceil_mode(true)));
     quote! {
-        ::kiln::runtime::kernels::pool::Pool2d { n, c: #c, h: #h, w: #w, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw }
+        ::kiln::runtime::kernels::pool::Pool2d { n, c: #c, h: #h, w: #w, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw }#ceil
     }
 }
 

@@ -229,9 +229,6 @@ pub(super) fn train_call(
                     }
                 }
                 GradOp::MaxPool2d(p) => {
-                    if p.ceil {
-                        return Err(unsupported(step, "pooling in ceil mode"));
-                    }
                     let g = pool_geometry(p, &in_shape);
                     quote!(#k::backward::max_pool2d_backward_from_input(#x, #x1, y, #g);)
                 }
@@ -240,9 +237,6 @@ pub(super) fn train_call(
                     count_pad,
                     input,
                 } => {
-                    if pool.ceil {
-                        return Err(unsupported(step, "pooling in ceil mode"));
-                    }
                     let g = pool_geometry(pool, input);
                     quote!(#k::pool::avg_pool2d_backward(#x, y, #g, #count_pad);)
                 }
