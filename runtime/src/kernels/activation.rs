@@ -353,16 +353,33 @@ pub fn prelu_backward(
     weight: &[f32],
 ) {
     assert!(
+        dweight.len() == weight.len(),
+        "prelu backward: weight lengths"
+    );
+    prelu_backward_input(x, dy, dx, shape, weight);
+    prelu_backward_slope(x, dy, shape, dweight);
+}
+
+/// PReLU's input gradient alone: `dx = dy` where `x > 0`, else `w·dy`, with
+/// `weight` one slope per channel or one in all. The first half of
+/// [`prelu_backward`].
+pub fn prelu_backward_input(
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    shape: ChannelShape,
+    weight: &[f32],
+) {
+    assert!(
         x.len() == shape.len() && dy.len() == shape.len() && dx.len() == shape.len(),
-        "prelu backward: tensor lengths"
+        "prelu_backward_input: tensor lengths"
     );
     assert!(
-        (weight.len() == 1 || weight.len() == shape.c) && dweight.len() == weight.len(),
-        "prelu backward: weight lengths"
+        weight.len() == 1 || weight.len() == shape.c,
+        "prelu_backward_input: weight length"
     );
     let s = shape.spatial;
     if shape.is_empty() {
-        dweight.fill(0.0);
         return;
     }
     for_each_chunk_mut(dx, s, shape.len(), |plane, dc| {
@@ -373,8 +390,27 @@ pub fn prelu_backward(
             *d = if xv > 0.0 { gv } else { w * gv };
         }
     });
-    // One task per weight entry; each sums its planes in batch order.
-    let channels_per_weight = if weight.len() == 1 { shape.c } else { 1 };
+}
+
+/// PReLU's slope gradient alone: `dweight[k] = Σ dy·x` over `x ≤ 0` of the
+/// channels slope `k` serves (every channel when `dweight` has one value),
+/// summed over the batch in a fixed order: the second half of
+/// [`prelu_backward`].
+pub fn prelu_backward_slope(x: &[f32], dy: &[f32], shape: ChannelShape, dweight: &mut [f32]) {
+    assert!(
+        x.len() == shape.len() && dy.len() == shape.len(),
+        "prelu_backward_slope: tensor lengths"
+    );
+    assert!(
+        dweight.len() == 1 || dweight.len() == shape.c,
+        "prelu_backward_slope: weight length"
+    );
+    if shape.is_empty() {
+        dweight.fill(0.0);
+        return;
+    }
+    let s = shape.spatial;
+    let channels_per_weight = if dweight.len() == 1 { shape.c } else { 1 };
     for_each_chunk_mut(dweight, 1, shape.len(), |k, dw| {
         let mut total = 0.0f32;
         for b in 0..shape.n {

@@ -3,7 +3,8 @@
 //! The compiler's IR gives every node exactly one output, so a gradient op
 //! that needs forward state (a max pool's argmax) reads the forward input
 //! again rather than a second output, and an op with two gradients gets one
-//! node, and one kernel, per gradient (PReLU's input and slope). These
+//! node, and one kernel, per gradient (PReLU's input and slope, defined in
+//! `activation` beside the joint kernel and re-exported here). These
 //! kernels are the runtime side of that choice: each recomputes its state
 //! in one pass, then applies the same rule as its counterpart in `pool` or
 //! `activation`. Bias gradients (a sum per channel) and the slice that
@@ -77,92 +78,7 @@ pub fn max_pool2d_backward_from_input(
     });
 }
 
-/// PReLU's input gradient alone: `dx = dy` where `x > 0`, else `w·dy`, with
-/// `weight` one slope per channel or one in all. The same values as
-/// `activation::prelu_backward`'s `dx`, without its slope gradient.
-pub fn prelu_backward_input(
-    x: &[f32],
-    dy: &[f32],
-    dx: &mut [f32],
-    shape: ChannelShape,
-    weight: &[f32],
-) {
-    assert!(
-        x.len() == shape.len() && dy.len() == shape.len() && dx.len() == shape.len(),
-        "prelu_backward_input: tensor lengths"
-    );
-    assert!(
-        weight.len() == 1 || weight.len() == shape.c,
-        "prelu_backward_input: weight length"
-    );
-    let s = shape.spatial;
-    if shape.is_empty() {
-        return;
-    }
-    for_each_chunk_mut(dx, s, shape.len(), |plane, dc| {
-        let w = weight[if weight.len() == 1 {
-            0
-        } else {
-            plane % shape.c
-        }];
-        let xc = &x[plane * s..][..s];
-        let gc = &dy[plane * s..][..s];
-        for ((d, &xv), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-            *d = if xv > 0.0 { gv } else { w * gv };
-        }
-    });
-}
-
-/// PReLU's slope gradient alone: `dweight[k] = Σ dy·x` over `x ≤ 0` of the
-/// channels slope `k` serves (every channel when `dweight` has one value),
-/// summed over the batch in a fixed order: the same values as
-/// `activation::prelu_backward`'s `dweight`.
-pub fn prelu_backward_slope(x: &[f32], dy: &[f32], shape: ChannelShape, dweight: &mut [f32]) {
-    assert!(
-        x.len() == shape.len() && dy.len() == shape.len(),
-        "prelu_backward_slope: tensor lengths"
-    );
-    assert!(
-        dweight.len() == 1 || dweight.len() == shape.c,
-        "prelu_backward_slope: weight length"
-    );
-    if shape.is_empty() {
-        dweight.fill(0.0);
-        return;
-    }
-    let s = shape.spatial;
-    let channels_per_weight = if dweight.len() == 1 { shape.c } else { 1 };
-    for_each_chunk_mut(dweight, 1, shape.len(), |k, dw| {
-        let mut total = 0.0f32;
-        for b in 0..shape.n {
-            for j in 0..channels_per_weight {
-                let ch = k * channels_per_weight + j;
-                let off = (b * shape.c + ch) * s;
-                total += negative_part_dot(&x[off..off + s], &dy[off..off + s]);
-            }
-        }
-        dw[0] = total;
-    });
-}
-
-/// Σ dy·x over the elements with x ≤ 0, with eight partial sums in the
-/// order `activation::prelu_backward` uses.
-#[inline(always)]
-fn negative_part_dot(x: &[f32], dy: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut xs = x.chunks_exact(8);
-    let mut gs = dy.chunks_exact(8);
-    for (xc, gc) in (&mut xs).zip(&mut gs) {
-        for l in 0..8 {
-            acc[l] += if xc[l] > 0.0 { 0.0 } else { xc[l] * gc[l] };
-        }
-    }
-    let mut tail = 0.0f32;
-    for (&xv, &gv) in xs.remainder().iter().zip(gs.remainder()) {
-        tail += if xv > 0.0 { 0.0 } else { xv * gv };
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
+pub use super::activation::{prelu_backward_input, prelu_backward_slope};
 
 /// `y = x[:, start..start + len, :]` for `x` of shape `[outer, dim, inner]`:
 /// one input's share of a concatenation's gradient.
@@ -241,7 +157,9 @@ mod tests {
     }
 
     /// PReLU's split kernels give exactly `activation::prelu_backward`'s
-    /// two results, per channel and shared, planes of every length.
+    /// two results and agree with the f64 reference (`dx` exactly, `dw`
+    /// within f32 rounding of `Σ|dy·x|`), per channel and shared, planes of
+    /// every length.
     fn check_prelu(shape: ChannelShape, per_channel: bool, seed: u64) {
         let x = data(shape.len(), seed);
         let dy = data(shape.len(), seed + 1);
@@ -253,6 +171,19 @@ mod tests {
         prelu_backward_slope(&x, &dy, shape, &mut dw);
         assert_eq!(dx, want_dx, "{shape:?} per_channel={per_channel}");
         assert_eq!(dw, want_dw, "{shape:?} per_channel={per_channel}");
+        let (mut ref_dx, mut ref_dw) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()]);
+        crate::reference::activation::prelu_backward(&x, &dy, &mut ref_dx, &mut ref_dw, shape, &w);
+        assert_eq!(
+            dx, ref_dx,
+            "{shape:?} per_channel={per_channel}: dx vs reference"
+        );
+        let scale: f32 = x.iter().zip(&dy).map(|(a, b)| (a * b).abs()).sum::<f32>() + 1.0;
+        for (k, (g, r)) in dw.iter().zip(&ref_dw).enumerate() {
+            assert!(
+                (g - r).abs() <= 1e-5 * scale,
+                "{shape:?} per_channel={per_channel}: dw[{k}] {g} vs reference {r}"
+            );
+        }
     }
 
     #[test]
