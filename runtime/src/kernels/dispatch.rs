@@ -15,6 +15,7 @@
 
 use super::conv_direct::{self, DirectBackwardWeightKernel, DirectKernel};
 use super::gemm_micro;
+use super::pack::{self, PackTransposeKernel};
 use super::winograd::{self, WinogradKernels};
 
 /// A GEMM microkernel: computes the `MR × NR` tile `C (+)= Ã·B̃` from a
@@ -65,6 +66,8 @@ pub struct Kernels {
     pub micro: MicroKernel,
     /// The dot product of GEMM's matrix-vector path.
     pub dot: DotKernel,
+    /// GEMM's transposing panel packer (row-major A, transposed B).
+    pub pack_transpose: PackTransposeKernel,
     /// The direct convolution kernel for few output channels, where the
     /// variant has one (else convolutions use im2col + GEMM).
     pub conv_direct: Option<DirectKernel>,
@@ -86,6 +89,7 @@ pub static PORTABLE: Kernels = Kernels {
     nc: 2048,
     micro: gemm_micro::micro_portable,
     dot: gemm_micro::dot_portable,
+    pack_transpose: pack::pack_transpose_portable,
     conv_direct: None,
     winograd: winograd::PORTABLE_WINOGRAD,
     conv_direct_backward_weight: None,
@@ -102,6 +106,7 @@ pub static AVX2: Kernels = Kernels {
     nc: 1024,
     micro: gemm_micro::micro_avx2,
     dot: gemm_micro::dot_avx2,
+    pack_transpose: pack::pack_transpose_portable,
     conv_direct: Some(conv_direct::direct_avx2),
     winograd: winograd::AVX2_WINOGRAD,
     conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx2),
@@ -118,6 +123,7 @@ pub static AVX512: Kernels = Kernels {
     nc: 1024,
     micro: gemm_micro::micro_avx512,
     dot: gemm_micro::dot_avx512,
+    pack_transpose: pack::pack_transpose_avx512,
     conv_direct: Some(conv_direct::direct_avx512),
     winograd: winograd::AVX512_WINOGRAD,
     conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx512),

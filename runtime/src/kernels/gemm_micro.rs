@@ -140,6 +140,13 @@ unsafe fn micro_avx2_impl<const MR: usize>(
     }
 }
 
+/// How far ahead (in floats of packed B) the AVX-512 microkernel
+/// prefetches: 32 depth steps, 4 KiB. Chosen by the interleaved sweep of
+/// `examples/gemm_blocking.rs` at 1024³ (31 rounds: 86.3 % of the FMA peak
+/// against 83.9 % without, 85.0 % at 256 floats).
+#[cfg(target_arch = "x86_64")]
+const PF_B: usize = 1024;
+
 /// Rows of the AVX-512 micro-tile.
 #[cfg(target_arch = "x86_64")]
 pub const AVX512_MR: usize = 12;
@@ -163,12 +170,31 @@ pub unsafe fn micro_avx512(
     accumulate: bool,
 ) {
     // SAFETY: forwarded contract; the dispatch table checked the features.
-    unsafe { micro_avx512_impl::<AVX512_MR>(kc, a, b, c, ldc, accumulate) }
+    unsafe { micro_avx512_impl::<AVX512_MR, PF_B>(kc, a, b, c, ldc, accumulate) }
+}
+
+/// [`micro_avx512`] with B prefetched `PF` floats ahead (0: not at all),
+/// for the blocking sweep of `examples/gemm_blocking.rs`.
+///
+/// # Safety
+///
+/// As [`micro_avx512`].
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn micro_avx512_prefetch<const PF: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the caller checked the features.
+    unsafe { micro_avx512_impl::<AVX512_MR, PF>(kc, a, b, c, ldc, accumulate) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512_impl<const MR: usize>(
+unsafe fn micro_avx512_impl<const MR: usize, const PF: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -193,6 +219,14 @@ unsafe fn micro_avx512_impl<const MR: usize>(
         unsafe {
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
+            // B streams from L2 (the A panel stays in L1): ask for the
+            // lines PF_B floats ahead, across the panel's end into the next
+            // one's, which the caller packs right after. Never faults.
+            if PF > 0 {
+                let ahead = b.wrapping_add(PF) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+            }
             for i in 0..MR {
                 let ai = _mm512_set1_ps(*a.add(i));
                 acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);

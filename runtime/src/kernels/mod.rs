@@ -18,6 +18,7 @@ pub mod gemm_micro;
 pub mod loss;
 pub mod lrn;
 pub mod norm;
+pub mod pack;
 pub mod parallel;
 pub mod pool;
 pub mod softmax;
