@@ -14,9 +14,12 @@ use kiln_runtime::activation::Activation;
 use kiln_runtime::kernels::conv::{
     Conv2dGeometry, ConvEpilogue, conv2d_backward_data, conv2d_backward_data_serial,
     conv2d_backward_scratch_len, conv2d_backward_weight, conv2d_backward_weight_serial,
-    conv2d_forward, conv2d_forward_scratch_len, conv2d_forward_serial, uses_direct,
+    conv2d_forward, conv2d_forward_prepacked_scratch_len, conv2d_forward_prepacked_serial,
+    conv2d_forward_scratch_len, conv2d_forward_serial, conv2d_pack_weights,
+    conv2d_packed_weights_len, uses_channel_lanes, uses_direct,
 };
 use kiln_runtime::kernels::dispatch;
+use kiln_runtime::kernels::dispatch::Kernels;
 use kiln_runtime::reference::conv as r;
 use ops_util::*;
 use proptest::prelude::*;
@@ -195,8 +198,86 @@ fn one_position_convolutions_take_the_matrix_vector_path() {
     }
 }
 
+/// Geometries with sixteen output channels: the channel-lane kernel's
+/// (whole vectors of channels), with rows of every length.
+fn channel_lane_geometry() -> impl Strategy<Value = Conv2dGeometry> {
+    geometry().prop_map(|g| Conv2dGeometry { c_out: 16, ..g })
+}
+
+/// The channel-lane kernel against the position-lane kernel (the same
+/// variant without it) and through weights packed in advance: bit-identical,
+/// since both sum every output over the taps in the same order.
+fn check_channel_lanes(g: &Conv2dGeometry, steps: &[Step], seed: u64) {
+    check(g, steps, seed);
+    let x = uniform(seed, g.input_len(), -1.0, 1.0);
+    let w = uniform(seed + 1, g.weight_len(), -1.0, 1.0);
+    let bias = uniform(seed + 2, g.c_out, -1.0, 1.0);
+    let epi = [
+        ConvEpilogue::Bias(&bias),
+        ConvEpilogue::Activation(Activation::Relu),
+    ];
+    for kern in dispatch::variants() {
+        if kern.conv_direct_channels.is_none() {
+            continue;
+        }
+        let positions = Kernels {
+            conv_direct_channels: None,
+            ..*kern
+        };
+        let what = format!("{} {g:?}", kern.name);
+        let run = |k: &Kernels| {
+            let mut scratch = vec![f32::NAN; conv2d_forward_scratch_len(k, g)];
+            let mut y = vec![f32::NAN; g.output_len()];
+            conv2d_forward_serial(k, g, &x, &w, &epi, &mut y, &mut scratch);
+            y
+        };
+        let y = run(kern);
+        assert_bits_eq(
+            &format!("{what}: channel against position lanes"),
+            &y,
+            &run(&positions),
+        );
+        let mut packed = vec![f32::NAN; conv2d_packed_weights_len(kern, g)];
+        conv2d_pack_weights(kern, g, &w, &mut packed);
+        let mut scratch = vec![f32::NAN; conv2d_forward_prepacked_scratch_len(kern, g)];
+        let mut yp = vec![f32::NAN; g.output_len()];
+        conv2d_forward_prepacked_serial(kern, g, &x, &packed, &epi, &mut yp, &mut scratch);
+        assert_bits_eq(&format!("{what}: packed in advance"), &yp, &y);
+    }
+}
+
+#[test]
+fn lenet_c3_takes_the_channel_lane_kernel() {
+    let c3 = Conv2dGeometry::new(1, 6, 14, 14, 16, 5, 5);
+    let best = dispatch::variants()[0];
+    if best.conv_direct_channels.is_some() {
+        assert!(uses_channel_lanes(best, &c3));
+        // C1's 28-wide rows fill position vectors well enough.
+        assert!(!uses_channel_lanes(
+            best,
+            &Conv2dGeometry::new(1, 1, 32, 32, 6, 5, 5)
+        ));
+    }
+    for g in [
+        c3,
+        c3.with_batch(3),
+        Conv2dGeometry::new(2, 3, 9, 30, 16, 3, 3),
+    ] {
+        check_channel_lanes(&g, &[Step::Bias, Step::Act(Activation::Relu)], 11);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn channel_lane_conv_matches_reference(
+        g in channel_lane_geometry(),
+        steps in steps(),
+        seed in any::<u64>(),
+    ) {
+        check_channel_lanes(&g, &steps, seed);
+    }
 
     #[test]
     fn direct_conv_matches_reference(g in geometry(), steps in steps(), seed in any::<u64>()) {

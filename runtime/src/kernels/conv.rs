@@ -34,6 +34,7 @@
 //! results are bit-identical whatever the thread count.
 
 use super::conv_direct::{self, DirectPost, DirectShape};
+use super::conv_direct_channels;
 use super::dispatch::Kernels;
 use super::gemm::{
     AOperand, Epilogue, Gemm, PackB, apply_activation, gemm_scratch_len_with, pack_a, packed_a_len,
@@ -343,6 +344,27 @@ fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
 fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
     let s = direct_shape(g);
     s.c_in * s.hp * s.wp + conv_direct::tail_len(&s)
+}
+
+/// Whether the forward pass of `g` runs by the channel-lane direct kernel
+/// ([`conv_direct_channels`]): a direct convolution with whole vectors of
+/// output channels whose rows do not fill whole vectors of positions.
+pub fn uses_channel_lanes(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    uses_direct(kern, g)
+        && kern.conv_direct_channels.is_some()
+        && conv_direct_channels::channel_lanes_fit(&direct_shape(g))
+        && !g.out_w().is_multiple_of(16)
+}
+
+/// Scratch of the direct forward pass: the padded input, then (for the
+/// channel-lane kernel given OIHW weights) the tap-major weights.
+fn direct_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+    direct_scratch_len(g)
+        + if uses_channel_lanes(kern, g) {
+            g.weight_len()
+        } else {
+            0
+        }
 }
 
 /// The direct kernel's shape for the input gradient of `g`: a stride-1
@@ -852,6 +874,10 @@ struct Weights<'a> {
     data: &'a [f32],
     packed: bool,
     group_len: usize,
+    /// For the direct kernels: whether `data` is tap-major for the
+    /// channel-lane kernel ([`conv_direct_channels::channel_major_weights`])
+    /// rather than OIHW.
+    channel_major: bool,
 }
 
 impl<'a> Weights<'a> {
@@ -949,6 +975,7 @@ fn prepare_weights<'a>(
             data: w,
             packed: false,
             group_len: per,
+            channel_major: false,
         };
     }
     let len = packed_a_len(kern, &gm);
@@ -964,6 +991,7 @@ fn prepare_weights<'a>(
         data: &out[..g.groups * len],
         packed: true,
         group_len: len,
+        channel_major: false,
     }
 }
 
@@ -1082,7 +1110,7 @@ pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
         return winograd::winograd_scratch_len(kern, g);
     }
     if uses_direct(kern, g) {
-        return direct_scratch_len(g);
+        return direct_forward_scratch_len(kern, g);
     }
     packed_weights_len(kern, g, false)
         + forward_col_len(g)
@@ -1170,7 +1198,7 @@ fn forward_direct_image(
     kern: &Kernels,
     g: &Conv2dGeometry,
     x: &[f32],
-    w: &[f32],
+    wts: Weights<'_>,
     epilogue: &[ConvEpilogue<'_>],
     y: &mut [f32],
     img: usize,
@@ -1183,15 +1211,29 @@ fn forward_direct_image(
         )
     };
     let s = direct_shape(g);
-    let xp = &mut scratch[..direct_scratch_len(g)];
+    let (xp, rest_scratch) = scratch.split_at_mut(direct_scratch_len(g));
     pad_direct_input(g, &s, x, xp);
     let (post, rest) = direct_post(epilogue);
     let y = &mut y[..g.c_out * s.oh * s.ow];
-    // SAFETY: the buffers have the lengths the kernel's contract asks for
-    // (padded input plus tail, OIHW weight, one output image, c_out bias
-    // values: check_epilogue), the shape is direct_shape's, c_out is at most
-    // 16 (uses_direct), and the table checked the CPU's features.
-    unsafe { direct(&s, xp, w, post, y) };
+    match kern.conv_direct_channels {
+        Some(channels) if uses_channel_lanes(kern, g) => {
+            let wt: &[f32] = if wts.channel_major {
+                wts.data
+            } else {
+                let wt = &mut rest_scratch[..g.weight_len()];
+                conv_direct_channels::channel_major_weights(&s, wts.data, wt);
+                wt
+            };
+            // SAFETY: as below, with tap-major weights and a shape the
+            // channel-lane kernel accepts (uses_channel_lanes).
+            unsafe { channels(&s, xp, wt, post, y) };
+        }
+        // SAFETY: the buffers have the lengths the kernel's contract asks
+        // for (padded input plus tail, OIHW weight, one output image, c_out
+        // bias values: check_epilogue), the shape is direct_shape's, c_out is
+        // at most 16 (uses_direct), and the table checked the CPU's features.
+        _ => unsafe { direct(&s, xp, wts.data, post, y) },
+    }
     apply_epilogue_in_place(g, y, rest, img);
 }
 
@@ -1351,6 +1393,7 @@ fn plain_weights<'a>(g: &Conv2dGeometry, w: &'a [f32]) -> Weights<'a> {
         data: w,
         packed: false,
         group_len: (g.c_out / g.groups) * g.col_rows(),
+        channel_major: false,
     }
 }
 
@@ -1369,7 +1412,7 @@ fn forward_serial_with(
         for img in 0..g.n {
             let xi = &x[img * in_img..(img + 1) * in_img];
             let yi = &mut y[img * out_img..(img + 1) * out_img];
-            forward_direct_image(kern, g, xi, wts.data, epilogue, yi, img, scratch);
+            forward_direct_image(kern, g, xi, wts, epilogue, yi, img, scratch);
         }
         return;
     }
@@ -1447,11 +1490,11 @@ fn forward_threaded_with(
     let y = &mut y[..g.output_len()];
     let work = g.flops() / 2;
     if uses_direct(kern, g) {
-        let len = direct_scratch_len(g);
+        let len = direct_forward_scratch_len(kern, g);
         for_each_chunk_mut(y, out_img, work, |img, yi| {
             let xi = &x[img * in_img..(img + 1) * in_img];
             with_scratch(Slot::Conv, len, |scratch| {
-                forward_direct_image(kern, g, xi, wts.data, epilogue, yi, img, scratch)
+                forward_direct_image(kern, g, xi, wts, epilogue, yi, img, scratch)
             });
         });
         return;
@@ -1506,6 +1549,8 @@ pub fn conv2d_pack_weights(kern: &Kernels, g: &Conv2dGeometry, w: &[f32], out: &
     check_len("packed weights", out.len(), len);
     if uses_winograd(kern, g) {
         winograd::winograd_pack_weights(kern, g, w, out);
+    } else if uses_channel_lanes(kern, g) {
+        conv_direct_channels::channel_major_weights(&direct_shape(g), w, out);
     } else if uses_direct(kern, g) || !packs_weights(g) {
         out[..len].copy_from_slice(&w[..len]);
     } else {
@@ -1521,12 +1566,16 @@ fn packed_view<'a>(kern: &Kernels, g: &Conv2dGeometry, packed: &'a [f32]) -> Wei
         conv2d_packed_weights_len(kern, g),
     );
     if uses_direct(kern, g) || !packs_weights(g) {
-        plain_weights(g, packed)
+        Weights {
+            channel_major: uses_channel_lanes(kern, g),
+            ..plain_weights(g, packed)
+        }
     } else {
         Weights {
             data: packed,
             packed: true,
             group_len: packed_a_len(kern, &weight_gemm(g, false)),
+            channel_major: false,
         }
     }
 }
@@ -1536,7 +1585,7 @@ pub fn conv2d_forward_prepacked_scratch_len(kern: &Kernels, g: &Conv2dGeometry) 
     if uses_winograd(kern, g) {
         winograd::winograd_prepacked_scratch_len(kern, g)
     } else if uses_direct(kern, g) {
-        direct_scratch_len(g)
+        direct_forward_scratch_len(kern, g)
     } else {
         forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g))
     }

@@ -136,7 +136,7 @@ macro_rules! direct_impl {
     ($block:ident, $name:ident, $driver:ident, $feature:literal, $lanes:literal, $max_cb:literal,
      $vec:ty, $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $max:ident,
      $store:ident, $store_part:ident, $load_part:ident, $reduce:ident, $rows:literal,
-     $gemv_block:ident, $gemv:ident,
+     $gemv_block:ident, $gemv:ident, $dot_rows:ident, $dot_rows_impl:ident,
      $bw_block:ident, $bw:ident, $bw_cb:literal,
      [$($cb:literal => $v:literal),*]) => {
         /// Output channels `co0 .. co0 + CB`, kernel row `r` of input
@@ -295,6 +295,7 @@ macro_rules! direct_impl {
             len: usize,
             xp: *const f32,
             wp: *const f32,
+            ldw: usize,
             post: DirectPost<'_>,
             yp: *mut f32,
             co0: usize,
@@ -309,14 +310,14 @@ macro_rules! direct_impl {
                 while i + $lanes <= len {
                     let xv = $load(xp.add(i));
                     for (r, a) in acc.iter_mut().enumerate() {
-                        *a = $fma($load(wp.add((co0 + r) * len + i)), xv, *a);
+                        *a = $fma($load(wp.add((co0 + r) * ldw + i)), xv, *a);
                     }
                     i += $lanes;
                 }
                 if i < len {
                     let xv = $load_part(xp.add(i), len - i);
                     for (r, a) in acc.iter_mut().enumerate() {
-                        *a = $fma($load_part(wp.add((co0 + r) * len + i), len - i), xv, *a);
+                        *a = $fma($load_part(wp.add((co0 + r) * ldw + i), len - i), xv, *a);
                     }
                 }
                 for (r, a) in acc.iter().enumerate() {
@@ -339,17 +340,54 @@ macro_rules! direct_impl {
         #[target_feature(enable = $feature)]
         unsafe fn $gemv(s: &DirectShape, xp: *const f32, wp: *const f32, post: DirectPost<'_>, yp: *mut f32) {
             let len = s.c_in * s.kh * s.kw;
+            // SAFETY: forwarded contract: c_out rows of len floats.
+            unsafe { $dot_rows_impl(s.c_out, len, wp, len, xp, post, yp) }
+        }
+
+        /// `rows` dot products at once: `y[r] = post(Σ_k w[r·ldw + k] · x[k])`,
+        /// in blocks of rows that share each loaded vector of `x`.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $dot_rows_impl(
+            rows: usize,
+            len: usize,
+            wp: *const f32,
+            ldw: usize,
+            xp: *const f32,
+            post: DirectPost<'_>,
+            yp: *mut f32,
+        ) {
             let mut co = 0;
-            while co + $rows <= s.c_out {
-                // SAFETY: forwarded contract; rows co .. co + rows exist.
-                unsafe { $gemv_block::<$rows>(len, xp, wp, post, yp, co) };
+            while co + $rows <= rows {
+                // SAFETY: forwarded contract; rows co .. co + R exist.
+                unsafe { $gemv_block::<$rows>(len, xp, wp, ldw, post, yp, co) };
                 co += $rows;
             }
-            while co < s.c_out {
+            while co < rows {
                 // SAFETY: forwarded contract; row co exists.
-                unsafe { $gemv_block::<1>(len, xp, wp, post, yp, co) };
+                unsafe { $gemv_block::<1>(len, xp, wp, ldw, post, yp, co) };
                 co += 1;
             }
+        }
+
+        /// This variant's [`DotRowsKernel`](super::dispatch::DotRowsKernel).
+        ///
+        /// # Safety
+        ///
+        /// As [`DotRowsKernel`](super::dispatch::DotRowsKernel); the CPU must
+        /// support the variant's instructions.
+        #[cfg(target_arch = "x86_64")]
+        pub unsafe fn $dot_rows(
+            rows: usize,
+            len: usize,
+            w: *const f32,
+            ldw: usize,
+            x: *const f32,
+            y: *mut f32,
+        ) {
+            // SAFETY: forwarded contract; the dispatch table checked the
+            // features.
+            unsafe { $dot_rows_impl(rows, len, w, ldw, x, DirectPost::default(), y) }
         }
 
         /// Channels `co0 .. co0 + CB` at the `V` vectors of positions from
@@ -606,6 +644,8 @@ direct_impl!(
     8,
     gemv_block_avx512,
     gemv_avx512,
+    dot_rows_avx512,
+    dot_rows_avx512_impl,
     bw_block_avx512,
     direct_backward_weight_avx512,
     3,
@@ -635,6 +675,8 @@ direct_impl!(
     4,
     gemv_block_avx2,
     gemv_avx2,
+    dot_rows_avx2,
+    dot_rows_avx2_impl,
     bw_block_avx2,
     direct_backward_weight_avx2,
     1,

@@ -14,8 +14,11 @@
 //! property tests iterate over it.
 
 use super::conv_direct::{self, DirectBackwardWeightKernel, DirectKernel};
+#[cfg(target_arch = "x86_64")]
+use super::conv_direct_channels;
 use super::gemm_micro;
 use super::pack::{self, PackTransposeKernel};
+use super::pool;
 use super::winograd::{self, WinogradKernels};
 
 /// A GEMM microkernel: computes the `MR × NR` tile `C (+)= Ã·B̃` from a
@@ -40,6 +43,17 @@ pub type MicroKernel =
 /// `a` and `b` must be readable for `len` floats, and the CPU must support
 /// the variant's instructions (the table guarantees this).
 pub type DotKernel = unsafe fn(len: usize, a: *const f32, b: *const f32) -> f32;
+
+/// `rows` dot products with one vector: `y[r] = Σ_k w[r·ldw + k] · x[k]`
+/// for `r < rows`, `k < len`, each summed in an order that depends only on
+/// `len` (GEMM's matrix-vector path and LeNet's C5).
+///
+/// # Safety
+///
+/// `w` must be readable at `r·ldw + k`, `x` for `len` floats, `y` writable
+/// for `rows` floats; the CPU must support the variant's instructions.
+pub type DotRowsKernel =
+    unsafe fn(rows: usize, len: usize, w: *const f32, ldw: usize, x: *const f32, y: *mut f32);
 
 /// The largest `MR · NR` of any variant; edge tiles use a stack buffer of
 /// this size.
@@ -66,11 +80,18 @@ pub struct Kernels {
     pub micro: MicroKernel,
     /// The dot product of GEMM's matrix-vector path.
     pub dot: DotKernel,
+    /// Several dot products with one vector at once.
+    pub dot_rows: DotRowsKernel,
+    /// One plane of 2×2 stride-2 max pooling.
+    pub max_pool_2x2: pool::MaxPool2x2Kernel,
     /// GEMM's transposing panel packer (row-major A, transposed B).
     pub pack_transpose: PackTransposeKernel,
     /// The direct convolution kernel for few output channels, where the
     /// variant has one (else convolutions use im2col + GEMM).
     pub conv_direct: Option<DirectKernel>,
+    /// The channel-lane direct kernel (sixteen output channels per vector,
+    /// tap-major weights), where the variant has one.
+    pub conv_direct_channels: Option<DirectKernel>,
     /// The Winograd input and output transforms.
     pub winograd: WinogradKernels,
     /// The direct convolution's weight-gradient kernel, where the variant
@@ -89,8 +110,11 @@ pub static PORTABLE: Kernels = Kernels {
     nc: 2048,
     micro: gemm_micro::micro_portable,
     dot: gemm_micro::dot_portable,
+    dot_rows: gemm_micro::dot_rows_portable,
+    max_pool_2x2: pool::max_pool_2x2_portable,
     pack_transpose: pack::pack_transpose_portable,
     conv_direct: None,
+    conv_direct_channels: None,
     winograd: winograd::PORTABLE_WINOGRAD,
     conv_direct_backward_weight: None,
 };
@@ -106,8 +130,11 @@ pub static AVX2: Kernels = Kernels {
     nc: 1024,
     micro: gemm_micro::micro_avx2,
     dot: gemm_micro::dot_avx2,
+    dot_rows: conv_direct::dot_rows_avx2,
+    max_pool_2x2: pool::max_pool_2x2_portable,
     pack_transpose: pack::pack_transpose_portable,
     conv_direct: Some(conv_direct::direct_avx2),
+    conv_direct_channels: None,
     winograd: winograd::AVX2_WINOGRAD,
     conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx2),
 };
@@ -123,8 +150,11 @@ pub static AVX512: Kernels = Kernels {
     nc: 1024,
     micro: gemm_micro::micro_avx512,
     dot: gemm_micro::dot_avx512,
+    dot_rows: conv_direct::dot_rows_avx512,
+    max_pool_2x2: pool::max_pool_2x2_avx512,
     pack_transpose: pack::pack_transpose_avx512,
     conv_direct: Some(conv_direct::direct_avx512),
+    conv_direct_channels: Some(conv_direct_channels::direct_channels_avx512),
     winograd: winograd::AVX512_WINOGRAD,
     conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx512),
 };

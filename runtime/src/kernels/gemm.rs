@@ -848,6 +848,19 @@ fn gemv(
         apply_epilogue(epilogue, core::slice::from_mut(c), i, j);
     };
     if g.n == 1 && !g.trans_a && (g.trans_b || g.ldb == 1 || k <= 1) {
+        if g.beta == 0.0 && (g.ldc == 1 || rows == 1) && k > 0 {
+            // Every row's dot at once, into the contiguous column.
+            let col = &mut c[..rows];
+            let ar = &a[row0 * g.lda..(row0 + rows - 1) * g.lda + k];
+            // SAFETY: row i < rows of A holds k floats at i·lda, b holds k
+            // and col `rows`; the table checked the CPU.
+            unsafe { (kern.dot_rows)(rows, k, ar.as_ptr(), g.lda, b.as_ptr(), col.as_mut_ptr()) };
+            for (i, cv) in col.iter_mut().enumerate() {
+                *cv *= g.alpha;
+                apply_epilogue(epilogue, core::slice::from_mut(cv), row0 + i, 0);
+            }
+            return true;
+        }
         for i in 0..rows {
             let ar = &a[(row0 + i) * g.lda..(row0 + i) * g.lda + k];
             let bc = &b[..k];
@@ -883,6 +896,18 @@ fn gemv(
     if g.m == 1 && (!g.trans_a || g.lda == 1 || k <= 1) && g.trans_b {
         let ar = &a[..k];
         let row = &mut c[..g.n];
+        if g.beta == 0.0 && k > 0 {
+            // Every column's dot at once, then the epilogue over the row.
+            let bs = &b[..(g.n - 1) * g.ldb + k];
+            // SAFETY: row j < n of B holds k floats at j·ldb, A's row k and
+            // C's row n; the table checked the CPU.
+            unsafe { (kern.dot_rows)(g.n, k, bs.as_ptr(), g.ldb, ar.as_ptr(), row.as_mut_ptr()) };
+            if g.alpha != 1.0 {
+                row.iter_mut().for_each(|v| *v *= g.alpha);
+            }
+            apply_epilogue(epilogue, row, 0, 0);
+            return true;
+        }
         for (j, cv) in row.iter_mut().enumerate() {
             let bc = &b[j * g.ldb..j * g.ldb + k];
             // SAFETY: both slices hold k floats; the table checked the CPU.

@@ -251,6 +251,26 @@ unsafe fn micro_avx512_impl<const MR: usize, const PF: usize>(
     }
 }
 
+/// The portable [`DotRowsKernel`](super::dispatch::DotRowsKernel): each row
+/// by [`dot_portable`].
+///
+/// # Safety
+///
+/// As [`DotRowsKernel`](super::dispatch::DotRowsKernel).
+pub unsafe fn dot_rows_portable(
+    rows: usize,
+    len: usize,
+    w: *const f32,
+    ldw: usize,
+    x: *const f32,
+    y: *mut f32,
+) {
+    for r in 0..rows {
+        // SAFETY: row r holds len floats at r·ldw; y holds rows floats.
+        unsafe { *y.add(r) = dot_portable(len, w.add(r * ldw), x) };
+    }
+}
+
 /// The portable dot product: sixteen running sums in a fixed order.
 ///
 /// # Safety

@@ -9,6 +9,7 @@ pub mod activation;
 pub mod backward;
 pub mod conv;
 pub mod conv_direct;
+pub mod conv_direct_channels;
 pub mod dispatch;
 pub mod elementwise;
 pub mod epilogue;

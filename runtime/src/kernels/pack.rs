@@ -108,7 +108,7 @@ unsafe fn pack_transpose_avx512_impl(
 /// The transpose of a 16 × 16 block held as 16 row vectors.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn transpose16(r: [core::arch::x86_64::__m512; 16]) -> [core::arch::x86_64::__m512; 16] {
+pub(crate) fn transpose16(r: [core::arch::x86_64::__m512; 16]) -> [core::arch::x86_64::__m512; 16] {
     use core::arch::x86_64::*;
     let mut t = [_mm512_setzero_ps(); 16];
     // Pairs of rows interleaved: t[2k] = (r[2k], r[2k+1]) low halves of

@@ -370,25 +370,140 @@ pub fn max_pool2d_forward(x: &[f32], y: &mut [f32], g: impl Into<PoolWindows>) {
     let two_by_two = win.is_two_by_two();
     for_each_chunk_mut(y, op, win.output_len() * g.kh * g.kw, |plane, yc| {
         let xp = &x[plane * ip..(plane + 1) * ip];
+        if two_by_two {
+            max_pool_2x2_plane(xp, g.w, ow_n, yc);
+            return;
+        }
         for (oh, yrow) in yc.chunks_exact_mut(ow_n).enumerate() {
-            if two_by_two {
-                let r0 = &xp[2 * oh * g.w..(2 * oh + 1) * g.w];
-                let r1 = &xp[(2 * oh + 1) * g.w..(2 * oh + 2) * g.w];
-                for ((yv, a), b) in yrow
-                    .iter_mut()
-                    .zip(r0.chunks_exact(2))
-                    .zip(r1.chunks_exact(2))
-                {
-                    *yv = max4(a[0], a[1], b[0], b[1]).0;
-                }
-                continue;
-            }
             let rows = g.rows(oh);
             for (ow, yv) in yrow.iter_mut().enumerate() {
                 *yv = pooled_max(xp, &g, rows, ow).0;
             }
         }
     });
+}
+
+/// One plane of 2×2 stride-2 max pooling: `y[i·ow + j] = max4(x[2i·w + 2j],
+/// x[2i·w + 2j + 1], x[(2i+1)·w + 2j], x[(2i+1)·w + 2j + 1])` for output
+/// rows `i < oh` and columns `j < ow`, with `2·ow ≤ w`.
+///
+/// # Safety
+///
+/// `x` must be readable for `2·oh` rows of `w` floats, `y` writable for
+/// `oh·ow`; the CPU must support the variant's instructions.
+pub type MaxPool2x2Kernel = unsafe fn(x: *const f32, w: usize, oh: usize, ow: usize, y: *mut f32);
+
+fn max_pool_2x2_plane(x: &[f32], w: usize, ow: usize, y: &mut [f32]) {
+    let oh = y.len() / ow;
+    assert!(
+        2 * ow <= w && x.len() >= 2 * oh * w,
+        "max pool: short input plane"
+    );
+    // SAFETY: the lengths were checked just above; the table checked the CPU.
+    unsafe { (super::dispatch::kernels().max_pool_2x2)(x.as_ptr(), w, oh, ow, y.as_mut_ptr()) }
+}
+
+/// The portable [`MaxPool2x2Kernel`].
+///
+/// # Safety
+///
+/// As [`MaxPool2x2Kernel`].
+pub unsafe fn max_pool_2x2_portable(x: *const f32, w: usize, oh: usize, ow: usize, y: *mut f32) {
+    for i in 0..oh {
+        // SAFETY: the contract's lengths: rows 2i, 2i + 1 of x, row i of y.
+        let (r0, r1, yr) = unsafe {
+            (
+                core::slice::from_raw_parts(x.add(2 * i * w), 2 * ow),
+                core::slice::from_raw_parts(x.add((2 * i + 1) * w), 2 * ow),
+                core::slice::from_raw_parts_mut(y.add(i * ow), ow),
+            )
+        };
+        max_pool_2x2_row_blocks(r0, r1, yr);
+    }
+}
+
+/// The AVX-512F [`MaxPool2x2Kernel`]: sixteen outputs per step from two
+/// masked loads per input row, de-interleaved by lane permutes, so that
+/// short rows (LeNet's 14 and 5 outputs) have no scalar tail.
+///
+/// # Safety
+///
+/// As [`MaxPool2x2Kernel`]; the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn max_pool_2x2_avx512(x: *const f32, w: usize, oh: usize, ow: usize, y: *mut f32) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { max_pool_2x2_avx512_impl(x, w, oh, ow, y) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_pool_2x2_avx512_impl(x: *const f32, w: usize, oh: usize, ow: usize, y: *mut f32) {
+    use core::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let mask = |n: usize| -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as u16
+        }
+    };
+    for i in 0..oh {
+        let (r0, r1) = (x.wrapping_add(2 * i * w), x.wrapping_add((2 * i + 1) * w));
+        let mut j = 0;
+        while j < ow {
+            let n = (ow - j).min(16);
+            let (m_lo, m_hi) = (mask(2 * n), mask((2 * n).saturating_sub(16)));
+            // SAFETY: the masked loads read inputs 2j .. 2j + 2n ≤ 2·ow of
+            // rows 2i and 2i + 1, the masked store outputs j .. j + n ≤ ow
+            // of row i (contract).
+            unsafe {
+                let a0 = _mm512_maskz_loadu_ps(m_lo, r0.add(2 * j));
+                let a1 = _mm512_maskz_loadu_ps(m_hi, r0.add(2 * j + 16));
+                let b0 = _mm512_maskz_loadu_ps(m_lo, r1.add(2 * j));
+                let b1 = _mm512_maskz_loadu_ps(m_hi, r1.add(2 * j + 16));
+                // max4's order: start from the top-left, then keep a later
+                // value only where it is greater (vmaxps returns its first
+                // operand where that is greater, else the second).
+                let mut v = _mm512_permutex2var_ps(a0, even, a1);
+                v = _mm512_max_ps(_mm512_permutex2var_ps(a0, odd, a1), v);
+                v = _mm512_max_ps(_mm512_permutex2var_ps(b0, even, b1), v);
+                v = _mm512_max_ps(_mm512_permutex2var_ps(b0, odd, b1), v);
+                _mm512_mask_storeu_ps(y.add(i * ow + j), mask(n), v);
+            }
+            j += 16;
+        }
+    }
+}
+
+/// [`max_pool_2x2_portable`]'s rows: blocks of eight outputs as plain
+/// selects over de-interleaved lanes, which the compiler turns into vector
+/// compares and blends, then the rest one by one.
+#[inline]
+fn max_pool_2x2_row_blocks(r0: &[f32], r1: &[f32], y: &mut [f32]) {
+    const L: usize = 8;
+    let full = y.len() / L * L;
+    let (head, tail) = y.split_at_mut(full);
+    for ((yc, a), b) in head
+        .chunks_exact_mut(L)
+        .zip(r0.chunks_exact(2 * L))
+        .zip(r1.chunks_exact(2 * L))
+    {
+        let mut m = [0.0f32; L];
+        for l in 0..L {
+            let mut v = a[2 * l];
+            let (b0, c0, d0) = (a[2 * l + 1], b[2 * l], b[2 * l + 1]);
+            v = if b0 > v { b0 } else { v };
+            v = if c0 > v { c0 } else { v };
+            v = if d0 > v { d0 } else { v };
+            m[l] = v;
+        }
+        yc.copy_from_slice(&m);
+    }
+    for (o, yv) in tail.iter_mut().enumerate() {
+        let j = 2 * (full + o);
+        *yv = max4(r0[j], r0[j + 1], r1[j], r1[j + 1]).0;
+    }
 }
 
 /// The max of a 2×2 window given row-major as `a, b, c, d`, and the

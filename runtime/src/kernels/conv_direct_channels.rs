@@ -1,0 +1,211 @@
+//! The channel-lane direct convolution: sixteen output channels per
+//! vector, for the layers whose output rows are too short for the
+//! position-lane kernel of [`super::conv_direct`] (LeNet's C3: rows of 10
+//! positions fill 10 of its 16 lanes).
+//!
+//! Each accumulator holds the sixteen channels `co0 .. co0 + 16` of one
+//! output position. For every tap `(c, r, q)` the kernel loads the tap's
+//! sixteen weights once (the weights are stored tap-major, `wt[tap·c_out +
+//! co]`, by [`channel_major_weights`]) and multiplies them by each
+//! position's input value, broadcast straight from the padded plane: one
+//! fused multiply-add with a memory operand per (position, tap). A block is
+//! up to two output rows of up to twelve positions, so the broadcasts sit at
+//! fixed offsets from one pointer per row. At the end the bias and ReLU are
+//! applied in registers and each row's accumulators are transposed (16 × 16
+//! in registers) into per-channel runs of positions, stored with a mask.
+//!
+//! Each output value's sum runs over the taps in the order `(c, r, q)`, one
+//! fused multiply-add per tap, exactly as in [`super::conv_direct`]: the two
+//! kernels give bit-identical results.
+
+use super::conv_direct::{DirectPost, DirectShape};
+
+/// Writes the OIHW weights `w` of shape `s` tap-major into `wt`:
+/// `wt[((c·kh + r)·kw + q)·c_out + co] = w[((co·c_in + c)·kh + r)·kw + q]`.
+///
+/// # Panics
+///
+/// If a buffer is shorter than the shape's weight (a caller bug).
+pub fn channel_major_weights(s: &DirectShape, w: &[f32], wt: &mut [f32]) {
+    let taps = s.c_in * s.kh * s.kw;
+    assert!(
+        w.len() >= s.c_out * taps && wt.len() >= s.c_out * taps,
+        "direct conv: short weights"
+    );
+    for co in 0..s.c_out {
+        for t in 0..taps {
+            wt[t * s.c_out + co] = w[co * taps + t];
+        }
+    }
+}
+
+/// Whether the channel-lane kernel accepts `s`: whole vectors of output
+/// channels and more than one output position.
+pub fn channel_lanes_fit(s: &DirectShape) -> bool {
+    s.c_out.is_multiple_of(16) && s.c_out > 0 && s.oh * s.ow > 1
+}
+
+/// Widest run of positions in one block row.
+const MAX_W: usize = 12;
+
+/// Rows `oy .. oy + ROWS`, columns `j0 .. j0 + W` of channels `co0 ..
+/// co0 + 16`: `ROWS × W` accumulators over every tap.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_avx512<const ROWS: usize, const W: usize>(
+    s: &DirectShape,
+    xp: *const f32,
+    wt: *const f32,
+    post: DirectPost<'_>,
+    yp: *mut f32,
+    co0: usize,
+    oy: usize,
+    j0: usize,
+) {
+    use core::arch::x86_64::*;
+    let plane = s.hp * s.wp;
+    let out_plane = s.oh * s.ow;
+    let mut acc = [[_mm512_setzero_ps(); W]; ROWS];
+    for c in 0..s.c_in {
+        for r in 0..s.kh {
+            let row = c * plane + (oy + r * s.dilation[0]) * s.wp + j0;
+            let tap0 = (c * s.kh + r) * s.kw;
+            for q in 0..s.kw {
+                // SAFETY: the weight read is tap (c, r, q)'s channels co0 ..
+                // co0 + 16 < c_out; each broadcast reads input (c, oy + rr +
+                // r·dh, j0 + k + q·dw) with oy + rr < oh and j0 + k < ow,
+                // inside the padded plane.
+                unsafe {
+                    let wv = _mm512_loadu_ps(wt.add((tap0 + q) * s.c_out + co0));
+                    let base = xp.add(row + q * s.dilation[1]);
+                    for (rr, accs) in acc.iter_mut().enumerate() {
+                        let b = base.add(rr * s.wp);
+                        for (k, a) in accs.iter_mut().enumerate() {
+                            *a = _mm512_fmadd_ps(_mm512_set1_ps(*b.add(k)), wv, *a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let zero = _mm512_setzero_ps();
+    let bias = match post.bias {
+        // SAFETY: the bias holds c_out ≥ co0 + 16 values (contract).
+        Some(b) => unsafe { _mm512_loadu_ps(b.as_ptr().add(co0)) },
+        None => zero,
+    };
+    let mask: __mmask16 = ((1u32 << W) - 1) as u16;
+    for (rr, accs) in acc.iter().enumerate() {
+        let mut m = [zero; 16];
+        for (v, a) in m.iter_mut().zip(accs) {
+            *v = _mm512_add_ps(*a, bias);
+            if post.relu {
+                *v = _mm512_max_ps(*v, zero);
+            }
+        }
+        // Lane k of t[ch] is channel co0 + ch at position j0 + k.
+        let t = super::pack::transpose16(m);
+        for (ch, v) in t.iter().enumerate() {
+            let at = (co0 + ch) * out_plane + (oy + rr) * s.ow + j0;
+            // SAFETY: W positions of row oy + rr of channel co0 + ch < c_out
+            // lie inside y (contract); the store writes only those lanes.
+            unsafe { _mm512_mask_storeu_ps(yp.add(at), mask, *v) };
+        }
+    }
+}
+
+/// The AVX-512F channel-lane direct kernel: `y` (`c_out × oh × ow`) from
+/// the padded input `x` (`c_in × Hp × Wp`) and the tap-major weights `wt`
+/// of [`channel_major_weights`], with `post` applied in registers.
+///
+/// # Safety
+///
+/// As [`super::conv_direct::DirectKernel`], with `wt` tap-major, `s`
+/// accepted by [`channel_lanes_fit`] (no tail is read after the plane);
+/// the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn direct_channels_avx512(
+    s: &DirectShape,
+    x: &[f32],
+    wt: &[f32],
+    post: DirectPost<'_>,
+    y: &mut [f32],
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { direct_channels_avx512_impl(s, x, wt, post, y) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn direct_channels_avx512_impl(
+    s: &DirectShape,
+    x: &[f32],
+    wt: &[f32],
+    post: DirectPost<'_>,
+    y: &mut [f32],
+) {
+    assert!(
+        channel_lanes_fit(s),
+        "direct conv (channel lanes): shape {s:?}"
+    );
+    assert!(
+        s.oh + (s.kh - 1) * s.dilation[0] == s.hp && s.ow + (s.kw - 1) * s.dilation[1] == s.wp,
+        "direct conv (channel lanes): inconsistent shape {s:?}"
+    );
+    let taps = s.c_in * s.kh * s.kw;
+    assert!(x.len() >= s.c_in * s.hp * s.wp, "direct conv: short input");
+    assert!(wt.len() >= s.c_out * taps, "direct conv: short weight");
+    assert!(
+        y.len() >= s.c_out * s.oh * s.ow,
+        "direct conv: short output"
+    );
+    assert!(
+        post.bias.is_none_or(|b| b.len() >= s.c_out),
+        "direct conv: short bias"
+    );
+    let (xp, wp, yp) = (x.as_ptr(), wt.as_ptr(), y.as_mut_ptr());
+    macro_rules! go {
+        ($rows:literal, $w:expr, $co0:expr, $oy:expr, $j0:expr) => {
+            // SAFETY: the buffers were checked above; the block's rows,
+            // columns and channels are inside the output.
+            unsafe {
+                match $w {
+                    1 => block_avx512::<$rows, 1>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    2 => block_avx512::<$rows, 2>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    3 => block_avx512::<$rows, 3>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    4 => block_avx512::<$rows, 4>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    5 => block_avx512::<$rows, 5>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    6 => block_avx512::<$rows, 6>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    7 => block_avx512::<$rows, 7>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    8 => block_avx512::<$rows, 8>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    9 => block_avx512::<$rows, 9>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    10 => block_avx512::<$rows, 10>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    11 => block_avx512::<$rows, 11>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    _ => block_avx512::<$rows, 12>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                }
+            }
+        };
+    }
+    // Column runs of nearly equal width, at most MAX_W each.
+    let runs = s.ow.div_ceil(MAX_W);
+    for co0 in (0..s.c_out).step_by(16) {
+        let mut oy = 0;
+        while oy < s.oh {
+            let rows = (s.oh - oy).min(2);
+            let (mut j0, mut left) = (0, runs);
+            while j0 < s.ow {
+                let w = (s.ow - j0).div_ceil(left);
+                if rows == 2 {
+                    go!(2, w, co0, oy, j0);
+                } else {
+                    go!(1, w, co0, oy, j0);
+                }
+                j0 += w;
+                left -= 1;
+            }
+            oy += rows;
+        }
+    }
+}
