@@ -673,6 +673,10 @@ fn im2col(g: &Conv2dGeometry, x: &[f32], grp: usize, col: &mut [f32]) {
 /// gradient writes and multiplies at a time.
 const BACKWARD_WEIGHT_POSITIONS: usize = 512;
 
+/// About how many output positions of the column matrix the input gradient
+/// multiplies and adds back at a time.
+const BACKWARD_DATA_POSITIONS: usize = 256;
+
 /// [`im2col`] for the output rows `rows` only: `col` is `k × (rows.len() ·
 /// out_w)`, its positions those of the rows in order.
 fn im2col_rows(
@@ -716,12 +720,19 @@ fn im2col_rows(
     }
 }
 
-/// Adds the column matrix `col` of group `grp` back into one image `dx`
-/// (the transpose of [`im2col`]).
-fn col2im(g: &Conv2dGeometry, col: &[f32], grp: usize, dx: &mut [f32]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
+/// Adds the column matrix `col` of the output rows `rows` of group `grp`
+/// back into one image `dx` (the transpose of [`im2col_rows`]; `col` is `k ×
+/// (rows.len() · out_w)`).
+fn col2im_rows(
+    g: &Conv2dGeometry,
+    col: &[f32],
+    grp: usize,
+    rows: core::ops::Range<usize>,
+    dx: &mut [f32],
+) {
+    let ow = g.out_w();
     let cig = g.c_in / g.groups;
-    let plane = oh * ow;
+    let plane = rows.len() * ow;
     for cl in 0..cig {
         let xc = &mut dx[(grp * cig + cl) * g.h * g.w..(grp * cig + cl + 1) * g.h * g.w];
         for r in 0..g.kh {
@@ -732,13 +743,13 @@ fn col2im(g: &Conv2dGeometry, col: &[f32], grp: usize, dx: &mut [f32]) {
                 if lo >= hi {
                     continue;
                 }
-                for oy in 0..oh {
+                for (i, oy) in rows.clone().enumerate() {
                     let iy = (oy * g.stride[0] + r * g.dilation[0]) as isize - g.pad[0] as isize;
                     if iy < 0 || iy >= g.h as isize {
                         continue;
                     }
                     let d = &mut xc[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    let srow = &src[oy * ow..(oy + 1) * ow];
+                    let srow = &src[i * ow..(i + 1) * ow];
                     let ix0 = lo * g.stride[1] + s * g.dilation[1] - g.pad[1];
                     if g.stride[1] == 1 {
                         for (dv, sv) in d[ix0..ix0 + (hi - lo)].iter_mut().zip(&srow[lo..hi]) {
@@ -1697,9 +1708,25 @@ fn backward_data_image(
                 &[],
             );
         } else {
-            mm.run(kern, &gm, wg, dyg, col, &[]);
+            // A few output rows at a time, as the weight gradient does: each
+            // chunk of the column matrix stays in L2 between the GEMM that
+            // writes it and the col2im that adds it into dx.
             dx[grp * cig * hw..(grp + 1) * cig * hw].fill(0.0);
-            col2im(g, col, grp, dx);
+            let ow = g.out_w();
+            let rows_per = (BACKWARD_DATA_POSITIONS / ow).max(1);
+            let mut oy = 0;
+            while oy < g.out_h() {
+                let rows = oy..(oy + rows_per).min(g.out_h());
+                let positions = rows.len() * ow;
+                let chunk = &mut col[..k * positions];
+                let gm = Gemm {
+                    ldb: plane,
+                    ..Gemm::new(k, positions, cog).transpose_a()
+                };
+                mm.run(kern, &gm, wg, &dyg[oy * ow..], chunk, &[]);
+                col2im_rows(g, chunk, grp, rows.clone(), dx);
+                oy = rows.end;
+            }
         }
     }
 }
