@@ -325,6 +325,18 @@ pub fn uses_winograd(kern: &Kernels, g: &Conv2dGeometry) -> bool {
     !uses_direct(kern, g) && winograd::winograd_pays(g)
 }
 
+/// Whether the forward pass that transforms its weights at every call
+/// ([`conv2d_forward`], [`conv2d_forward_serial`]) runs by Winograd: where
+/// [`uses_winograd`] says so and the batch has enough output positions
+/// (`n · out_h · out_w ≥ 2048`) to pay for the weights' transform. At batch 1
+/// (`--bench conv_resnet18`, `KILN_BENCH_BATCH=1`) Winograd with the
+/// transform ran at 0.6× (28 × 28) and 0.4× (14 × 14) the GEMM lowering,
+/// and 1.2× at 56 × 56. The `_prepacked` entry points transform once and
+/// follow [`uses_winograd`].
+pub fn uses_winograd_per_call(kern: &Kernels, g: &Conv2dGeometry) -> bool {
+    uses_winograd(kern, g) && g.n * g.out_h() * g.out_w() >= 2048
+}
+
 /// The direct kernel's shape for `g`.
 fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
     DirectShape {
@@ -1133,7 +1145,7 @@ fn is_strided_1x1(g: &Conv2dGeometry) -> bool {
 
 /// The scratch length (floats) of [`conv2d_forward_serial`].
 pub fn conv2d_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
-    if uses_winograd(kern, g) {
+    if uses_winograd_per_call(kern, g) {
         return winograd::winograd_scratch_len(kern, g);
     }
     if uses_direct(kern, g) {
@@ -1403,7 +1415,7 @@ pub fn conv2d_forward_serial(
         scratch.len(),
         conv2d_forward_scratch_len(kern, g),
     );
-    if uses_winograd(kern, g) {
+    if uses_winograd_per_call(kern, g) {
         return winograd::conv2d_forward_winograd_serial(kern, g, x, w, epilogue, y, scratch);
     }
     if uses_direct(kern, g) {
@@ -1468,7 +1480,7 @@ pub fn conv2d_forward(
     y: &mut [f32],
 ) {
     check_forward(g, x, w, epilogue, y);
-    if uses_winograd(kern, g) {
+    if uses_winograd_per_call(kern, g) {
         return winograd::conv2d_forward_winograd(kern, g, x, w, epilogue, y);
     }
     conv2d_forward_gemm(kern, g, x, w, epilogue, y);
