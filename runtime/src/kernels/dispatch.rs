@@ -218,3 +218,92 @@ pub fn kernels() -> &'static Kernels {
     }
     &PORTABLE
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::variants;
+    use crate::kernels::pool::max4;
+
+    /// Every variant's 2×2 plane kernel against [`max4`] element by element,
+    /// on planes of every width modulo the vector (ties, signed zeros and
+    /// NaNs included, so that the order of the comparisons shows).
+    #[test]
+    fn every_variant_pools_2x2_by_the_max4_rule() {
+        let special = [0.0f32, -0.0, 1.0, 1.0, f32::NAN, -2.0, 3.5, f32::NAN];
+        for kern in variants() {
+            for (w, oh) in [
+                (2usize, 1usize),
+                (9, 3),
+                (28, 14),
+                (10, 5),
+                (34, 2),
+                (64, 4),
+                (67, 3),
+            ] {
+                let ow = w / 2;
+                let x: std::vec::Vec<f32> = (0..2 * oh * w)
+                    .map(|i| {
+                        if i % 5 == 0 {
+                            special[(i / 5) % special.len()]
+                        } else {
+                            ((i * 7919) % 31) as f32 - 15.0
+                        }
+                    })
+                    .collect();
+                let mut y = std::vec![f32::INFINITY; oh * ow + 3];
+                // SAFETY: x holds 2·oh rows of w ≥ 2·ow floats, y oh·ow.
+                unsafe { (kern.max_pool_2x2)(x.as_ptr(), w, oh, ow, y.as_mut_ptr()) };
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let (a, b) = ((2 * i) * w + 2 * j, (2 * i + 1) * w + 2 * j);
+                        let want = max4(x[a], x[a + 1], x[b], x[b + 1]).0;
+                        let got = y[i * ow + j];
+                        assert!(
+                            got.to_bits() == want.to_bits(),
+                            "{}: w {w} ({i}, {j}): {got} vs {want}",
+                            kern.name
+                        );
+                    }
+                }
+                assert!(
+                    y[oh * ow..].iter().all(|v| *v == f32::INFINITY),
+                    "wrote past the end"
+                );
+            }
+        }
+    }
+
+    /// Every variant's `dot_rows` against an f64 sum of each row.
+    #[test]
+    fn every_variant_dots_rows() {
+        for kern in variants() {
+            for (rows, len, ldw) in [
+                (1usize, 1usize, 1usize),
+                (7, 17, 20),
+                (9, 400, 400),
+                (84, 120, 121),
+                (3, 5, 5),
+            ] {
+                let w: std::vec::Vec<f32> = (0..rows * ldw)
+                    .map(|i| ((i * 37) % 23) as f32 * 0.25 - 2.0)
+                    .collect();
+                let x: std::vec::Vec<f32> = (0..len)
+                    .map(|i| ((i * 11) % 7) as f32 * 0.5 - 1.5)
+                    .collect();
+                let mut y = std::vec![f32::NAN; rows];
+                // SAFETY: w holds rows of ldw ≥ len floats, x len, y rows.
+                unsafe { (kern.dot_rows)(rows, len, w.as_ptr(), ldw, x.as_ptr(), y.as_mut_ptr()) };
+                for (r, got) in y.iter().enumerate() {
+                    let want: f64 = (0..len)
+                        .map(|k| f64::from(w[r * ldw + k]) * f64::from(x[k]))
+                        .sum();
+                    assert!(
+                        (f64::from(*got) - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{}: rows {rows} len {len} row {r}: {got} vs {want}",
+                        kern.name
+                    );
+                }
+            }
+        }
+    }
+}

@@ -509,7 +509,7 @@ fn max_pool_2x2_row_blocks(r0: &[f32], r1: &[f32], y: &mut [f32]) {
 /// The max of a 2×2 window given row-major as `a, b, c, d`, and the
 /// position (0..4) of its first maximum: the same rule as [`window_max`].
 #[inline(always)]
-fn max4(a: f32, b: f32, c: f32, d: f32) -> (f32, u32) {
+pub(crate) fn max4(a: f32, b: f32, c: f32, d: f32) -> (f32, u32) {
     let (mut m, mut at) = (a, 0);
     if b > m {
         (m, at) = (b, 1);
