@@ -157,10 +157,10 @@ const NEON_MC: usize = 96;
 #[cfg(target_arch = "aarch64")]
 const NEON_NC: usize = 1020;
 
-/// The NEON variant (aarch64): an 8 × 12 FMA microkernel and a NEON dot
-/// product; packing, Winograd transforms and the rest are the portable
-/// ones, and there is no direct convolution (convolutions use im2col +
-/// GEMM or Winograd).
+/// The NEON variant (aarch64): an 8 × 12 FMA microkernel, a NEON dot
+/// product and a 4 × 4-transposing NEON packer; the Winograd transforms are
+/// the portable ones, and there is no direct convolution (convolutions use
+/// im2col + GEMM or Winograd).
 #[cfg(target_arch = "aarch64")]
 pub static NEON: Kernels = Kernels {
     name: "neon",
@@ -171,7 +171,7 @@ pub static NEON: Kernels = Kernels {
     nc: NEON_NC,
     micro: gemm_micro::micro_neon,
     dot: gemm_micro::dot_neon,
-    pack_transpose: pack::pack_transpose_portable,
+    pack_transpose: pack::pack_transpose_neon,
     conv_direct: None,
     winograd: winograd::PORTABLE_WINOGRAD,
     conv_direct_backward_weight: None,
