@@ -116,11 +116,19 @@ pub const fn tail_len(s: &DirectShape) -> usize {
 
 /// Whether the shape has one output position (the kernel covers the whole
 /// input, LeNet's C5): a matrix-vector product over the OIHW rows.
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(dead_code, reason = "only the x86-64 direct kernels exist so far")
+)]
 const fn is_matrix_vector(s: &DirectShape) -> bool {
     s.oh == 1 && s.ow == 1 && s.dilation[0] == 1 && s.dilation[1] == 1
 }
 
 /// Whether `s` is a shape the kernel accepts.
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(dead_code, reason = "only the x86-64 direct kernels exist so far")
+)]
 fn consistent(s: &DirectShape) -> bool {
     (s.c_out >= 1 && (s.c_out <= DIRECT_MAX_C_OUT || is_matrix_vector(s)))
         && s.c_in > 0

@@ -18,7 +18,9 @@
 //! fused multiply-add per tap, exactly as in [`super::conv_direct`]: the two
 //! kernels give bit-identical results.
 
-use super::conv_direct::{DirectPost, DirectShape};
+#[cfg(target_arch = "x86_64")]
+use super::conv_direct::DirectPost;
+use super::conv_direct::DirectShape;
 
 /// Writes the OIHW weights `w` of shape `s` tap-major into `wt`:
 /// `wt[((c·kh + r)·kw + q)·c_out + co] = w[((co·c_in + c)·kh + r)·kw + q]`.
@@ -46,6 +48,7 @@ pub fn channel_lanes_fit(s: &DirectShape) -> bool {
 }
 
 /// Widest run of positions in one block row.
+#[cfg(target_arch = "x86_64")]
 const MAX_W: usize = 12;
 
 /// Rows `oy .. oy + ROWS`, columns `j0 .. j0 + W` of channels `co0 ..

@@ -1,11 +1,12 @@
 //! The kernel table: the per-architecture code paths, chosen once after
 //! CPU-feature detection.
 //!
-//! A [`Kernels`] value names one variant (AVX-512, AVX2+FMA or portable) and
-//! holds its function pointers. [`kernels`] returns the best variant for this
-//! machine; with `std` it is detected at run time once (a `OnceLock`) and the
-//! environment variable `KILN_KERNELS=portable` (or `avx2`) forces a lesser
-//! one, so that tests and benchmarks can run every path. Without `std` the
+//! A [`Kernels`] value names one variant (AVX-512 or AVX2+FMA on x86-64,
+//! NEON on aarch64, or portable) and holds its function pointers.
+//! [`kernels`] returns the best variant for this machine; with `std` it is
+//! detected at run time once (a `OnceLock`) and the environment variable
+//! `KILN_KERNELS=portable` (or `avx2`) forces a lesser one, so that tests and
+//! benchmarks can run every path. Without `std` the
 //! choice is made at compile time from the enabled target features, so a
 //! `no_std` build uses exactly what it was compiled for. Call sites never use
 //! `cfg`; they ask the table.
@@ -13,7 +14,9 @@
 //! [`variants`] lists every variant this machine can run, best first; the
 //! property tests iterate over it.
 
-use super::conv_direct::{self, DirectBackwardWeightKernel, DirectKernel};
+#[cfg(target_arch = "x86_64")]
+use super::conv_direct;
+use super::conv_direct::{DirectBackwardWeightKernel, DirectKernel};
 #[cfg(target_arch = "x86_64")]
 use super::conv_direct_channels;
 use super::gemm_micro;
@@ -58,6 +61,22 @@ pub type DotRowsKernel =
 /// The largest `MR · NR` of any variant; edge tiles use a stack buffer of
 /// this size.
 pub const MAX_TILE: usize = 16 * 32;
+
+// Every variant's tile fits the edge-tile buffer, and the NEON blocking's MC
+// and NC (which are not multiples of 16) are multiples of its MR and NR.
+const _: () = {
+    assert!(gemm_micro::PORTABLE_MR * gemm_micro::PORTABLE_NR <= MAX_TILE);
+    #[cfg(target_arch = "x86_64")]
+    assert!(gemm_micro::AVX2_MR * gemm_micro::AVX2_NR <= MAX_TILE);
+    #[cfg(target_arch = "x86_64")]
+    assert!(gemm_micro::AVX512_MR * gemm_micro::AVX512_NR <= MAX_TILE);
+    #[cfg(target_arch = "aarch64")]
+    assert!(gemm_micro::NEON_MR * gemm_micro::NEON_NR <= MAX_TILE);
+    #[cfg(target_arch = "aarch64")]
+    assert!(
+        NEON_MC.is_multiple_of(gemm_micro::NEON_MR) && NEON_NC.is_multiple_of(gemm_micro::NEON_NR)
+    );
+};
 
 /// One architecture's set of kernels.
 #[derive(Debug, Clone, Copy)]
@@ -159,6 +178,38 @@ pub static AVX512: Kernels = Kernels {
     conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx512),
 };
 
+/// MC of the NEON variant: a 96 × 256 block of packed A is 96 KiB, kept in
+/// the L2 of common AArch64 cores (at least 512 KiB); not tuned on hardware.
+#[cfg(target_arch = "aarch64")]
+const NEON_MC: usize = 96;
+/// NC of the NEON variant (85 panels of 12): a 256 × 1020 block of packed B
+/// is about 1 MiB, for the L2/L3; not tuned on hardware.
+#[cfg(target_arch = "aarch64")]
+const NEON_NC: usize = 1020;
+
+/// The NEON variant (aarch64): an 8 × 12 FMA microkernel, a NEON dot
+/// product and a 4 × 4-transposing NEON packer; the Winograd transforms are
+/// the portable ones, and there is no direct convolution (convolutions use
+/// im2col + GEMM or Winograd).
+#[cfg(target_arch = "aarch64")]
+pub static NEON: Kernels = Kernels {
+    name: "neon",
+    mr: gemm_micro::NEON_MR,
+    nr: gemm_micro::NEON_NR,
+    kc: 256,
+    mc: NEON_MC,
+    nc: NEON_NC,
+    micro: gemm_micro::micro_neon,
+    dot: gemm_micro::dot_neon,
+    dot_rows: gemm_micro::dot_rows_neon,
+    max_pool_2x2: pool::max_pool_2x2_portable,
+    pack_transpose: pack::pack_transpose_neon,
+    conv_direct: None,
+    conv_direct_channels: None,
+    winograd: winograd::PORTABLE_WINOGRAD,
+    conv_direct_backward_weight: None,
+};
+
 /// Every variant this machine can run, best first.
 #[cfg(feature = "std")]
 pub fn variants() -> std::vec::Vec<&'static Kernels> {
@@ -171,6 +222,10 @@ pub fn variants() -> std::vec::Vec<&'static Kernels> {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             v.push(&AVX2);
         }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        v.push(&NEON);
     }
     v.push(&PORTABLE);
     v
@@ -215,6 +270,10 @@ pub fn kernels() -> &'static Kernels {
         if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
             return &AVX2;
         }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if cfg!(target_feature = "neon") {
+        return &NEON;
     }
     &PORTABLE
 }

@@ -1,4 +1,5 @@
-//! The register-blocked GEMM microkernels, one per architecture variant.
+//! The register-blocked GEMM microkernels, one per architecture variant
+//! (portable; AVX2+FMA and AVX-512F on x86-64; NEON on aarch64).
 //!
 //! Each computes one `MR × NR` tile of `C` from packed panels (see
 //! [`super::gemm`] for the packing layout): for every step `p` of the depth it
@@ -396,5 +397,366 @@ unsafe fn dot_avx512_impl(len: usize, a: *const f32, b: *const f32) -> f32 {
         let mut lanes = [0.0f32; 16];
         _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_add_ps(s0, s1));
         reduce16(&lanes)
+    }
+}
+
+/// Rows of the NEON micro-tile (two 4-lane vectors of A per depth step).
+#[cfg(target_arch = "aarch64")]
+pub const NEON_MR: usize = 8;
+/// Columns of the NEON micro-tile (three 4-lane vectors).
+#[cfg(target_arch = "aarch64")]
+pub const NEON_NR: usize = 12;
+
+/// The NEON microkernel (aarch64): 8 × 12, twenty-four `q` accumulators.
+///
+/// The tile is sized for the 32 vector registers of AArch64: 8 rows × 3
+/// vectors = 24 accumulators, plus 3 registers for the step's B values and 2
+/// for its 8 A values = 29, leaving 3 spare so nothing spills. Each step
+/// issues 24 fused multiply-adds (`vfmaq_laneq_f32`, the A value taken
+/// straight from a lane, so no broadcasts are needed) for 5 vector loads —
+/// the best ratio that fits. 12 × 8 has the same budget; 8 × 12 is the
+/// shape of BLIS's ARMv8 sgemm kernel, and 8 rows are exactly two A vectors.
+/// Not tuned on hardware (see [`super::dispatch::NEON`] for the blocking).
+///
+/// # Safety
+///
+/// As [`super::dispatch::MicroKernel`], with `MR = 8`, `NR = 12`; the CPU
+/// must support NEON (every AArch64 Linux CPU does; the table checks).
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn micro_neon(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { micro_neon_impl(kc, a, b, c, ldc, accumulate) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn micro_neon_impl(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    use core::arch::aarch64::*;
+    let mut acc = [[vdupq_n_f32(0.0); 3]; NEON_MR];
+    let mut a = a;
+    let mut b = b;
+    for _ in 0..kc {
+        // SAFETY: p < kc, so the reads (8 floats of A, 12 of B) stay inside
+        // the packed panels.
+        let (a0, a1, b0, b1, b2) = unsafe {
+            (
+                vld1q_f32(a),
+                vld1q_f32(a.add(4)),
+                vld1q_f32(b),
+                vld1q_f32(b.add(4)),
+                vld1q_f32(b.add(8)),
+            )
+        };
+        // Row `$i` of the tile: acc[i][j] += A[i] · B[4j .. 4j + 4], with
+        // A[i] lane `$l` of `$av`.
+        macro_rules! row {
+            ($i:literal, $av:ident, $l:literal) => {
+                acc[$i][0] = vfmaq_laneq_f32::<$l>(acc[$i][0], b0, $av);
+                acc[$i][1] = vfmaq_laneq_f32::<$l>(acc[$i][1], b1, $av);
+                acc[$i][2] = vfmaq_laneq_f32::<$l>(acc[$i][2], b2, $av);
+            };
+        }
+        row!(0, a0, 0);
+        row!(1, a0, 1);
+        row!(2, a0, 2);
+        row!(3, a0, 3);
+        row!(4, a1, 0);
+        row!(5, a1, 1);
+        row!(6, a1, 2);
+        row!(7, a1, 3);
+        a = a.wrapping_add(NEON_MR);
+        b = b.wrapping_add(NEON_NR);
+    }
+    for (i, r) in acc.iter().enumerate() {
+        // SAFETY: row i of the tile is writable for 12 floats (contract).
+        unsafe {
+            let row = c.add(i * ldc);
+            let (mut r0, mut r1, mut r2) = (r[0], r[1], r[2]);
+            if accumulate {
+                r0 = vaddq_f32(r0, vld1q_f32(row));
+                r1 = vaddq_f32(r1, vld1q_f32(row.add(4)));
+                r2 = vaddq_f32(r2, vld1q_f32(row.add(8)));
+            }
+            vst1q_f32(row, r0);
+            vst1q_f32(row.add(4), r1);
+            vst1q_f32(row.add(8), r2);
+        }
+    }
+}
+
+/// The NEON [`DotRowsKernel`](super::dispatch::DotRowsKernel): each row by
+/// [`dot_neon`].
+///
+/// # Safety
+///
+/// As [`DotRowsKernel`](super::dispatch::DotRowsKernel); the CPU must
+/// support NEON.
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn dot_rows_neon(
+    rows: usize,
+    len: usize,
+    w: *const f32,
+    ldw: usize,
+    x: *const f32,
+    y: *mut f32,
+) {
+    for r in 0..rows {
+        // SAFETY: row r holds len floats at r·ldw; y holds rows floats.
+        unsafe { *y.add(r) = dot_neon(len, w.add(r * ldw), x) };
+    }
+}
+
+/// The NEON dot product (aarch64): four 4-lane FMA accumulators over blocks
+/// of 16, a scalar tail, then the same fixed pairwise reduction of sixteen
+/// lanes as the other variants.
+///
+/// # Safety
+///
+/// `a` and `b` must be readable for `len` floats; the CPU must support
+/// NEON.
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn dot_neon(len: usize, a: *const f32, b: *const f32) -> f32 {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { dot_neon_impl(len, a, b) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn dot_neon_impl(len: usize, a: *const f32, b: *const f32) -> f32 {
+    use core::arch::aarch64::*;
+    let mut s = [vdupq_n_f32(0.0); 4];
+    let mut i = 0;
+    // SAFETY: every read is below len (contract).
+    unsafe {
+        while i + 16 <= len {
+            for (q, sq) in s.iter_mut().enumerate() {
+                let at = i + 4 * q;
+                *sq = vfmaq_f32(*sq, vld1q_f32(a.add(at)), vld1q_f32(b.add(at)));
+            }
+            i += 16;
+        }
+        let mut lanes = [0.0f32; 16];
+        for (q, sq) in s.iter().enumerate() {
+            vst1q_f32(lanes.as_mut_ptr().add(4 * q), *sq);
+        }
+        let mut t = 0.0;
+        while i < len {
+            t += *a.add(i) * *b.add(i);
+            i += 1;
+        }
+        reduce16(&lanes) + t
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::super::dispatch::{self, Kernels};
+    use super::super::gemm::{Gemm, gemm_scratch_len_with, sgemm_serial_with};
+    use std::vec::Vec;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `|got - expect| ≤ (terms + 2)·ε·(1 + Σ|term|)`: the f32 rounding bound
+    /// of a sum of `terms` products, whatever the summation order.
+    fn assert_close(got: f32, expect: f64, bound: f64, terms: usize, what: &str) {
+        let tol = (terms as f64 + 2.0) * f32::EPSILON as f64 * (1.0 + bound);
+        assert!(
+            (got as f64 - expect).abs() <= tol,
+            "{what}: {got}, f64 reference {expect} (tol {tol})"
+        );
+    }
+
+    /// One call of the variant's microkernel on a full tile (rows `ldc =
+    /// NR + 3` apart) against the f64 sum; the padding between rows is never
+    /// written.
+    fn check_micro(kern: &Kernels, kc: usize, accumulate: bool) {
+        let (mr, nr) = (kern.mr, kern.nr);
+        let a = values(kc * mr, kc as u64);
+        let b = values(kc * nr, kc as u64 + 1);
+        let ldc = nr + 3;
+        let c0 = values(mr * ldc, kc as u64 + 2);
+        let mut c = c0.clone();
+        // SAFETY: a holds kc·mr floats, b kc·nr, c mr rows of ldc ≥ nr; the
+        // variant came from `variants()`, so this CPU runs it.
+        unsafe { (kern.micro)(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, accumulate) };
+        for i in 0..mr {
+            for j in 0..nr {
+                let at = i * ldc + j;
+                let mut e = if accumulate { c0[at] as f64 } else { 0.0 };
+                let mut bound = e.abs();
+                for p in 0..kc {
+                    let t = a[p * mr + i] as f64 * b[p * nr + j] as f64;
+                    e += t;
+                    bound += t.abs();
+                }
+                let what = std::format!("{} kc {kc} acc {accumulate} C[{i},{j}]", kern.name);
+                assert_close(c[at], e, bound, kc, &what);
+            }
+            for j in nr..ldc {
+                let at = i * ldc + j;
+                assert_eq!(
+                    c[at].to_bits(),
+                    c0[at].to_bits(),
+                    "{} wrote padding",
+                    kern.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_microkernel_matches_the_f64_sum() {
+        for kern in dispatch::variants() {
+            for kc in [1, 2, 3, 7, 16, 33, 255, 256] {
+                check_micro(kern, kc, false);
+                check_micro(kern, kc, true);
+            }
+        }
+    }
+
+    #[test]
+    fn every_dot_matches_the_f64_sum() {
+        for kern in dispatch::variants() {
+            for len in [0, 1, 3, 4, 15, 16, 17, 31, 32, 33, 100, 257] {
+                let a = values(len, len as u64 + 10);
+                let b = values(len, len as u64 + 11);
+                // SAFETY: both hold len floats; this CPU runs the variant.
+                let got = unsafe { (kern.dot)(len, a.as_ptr(), b.as_ptr()) };
+                let terms = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64);
+                let e: f64 = terms.clone().sum();
+                let bound: f64 = terms.map(f64::abs).sum();
+                assert_close(
+                    got,
+                    e,
+                    bound,
+                    len,
+                    &std::format!("{} dot len {len}", kern.name),
+                );
+            }
+        }
+    }
+
+    /// Full and edge tiles (rows and columns not multiples of the tile, a
+    /// depth over KC so later slices accumulate, β = 0, 1 and ½) through
+    /// `sgemm_serial_with`, against the f64 product; C's row padding is
+    /// never written.
+    #[test]
+    fn every_variant_handles_edge_tiles() {
+        for kern in dispatch::variants() {
+            let (mr, nr) = (kern.mr, kern.nr);
+            for (m, n, k) in [
+                (mr, nr, 5),
+                (2 * mr + 3, 2 * nr + 5, 7),
+                (mr - 1, nr + 1, 1),
+                (mr + 1, nr - 1, 2),
+                (3 * mr + 1, 3 * nr + 7, kern.kc + 3),
+                (2, 2 * nr + 1, 2 * kern.kc + 1),
+            ] {
+                for beta in [0.0f32, 1.0, 0.5] {
+                    let mut g = Gemm::new(m, n, k).scaled(1.0, beta);
+                    g.ldc += 2;
+                    let a = values(g.a_len(), (m * n + k) as u64);
+                    let b = values(g.b_len(), (m + n * k) as u64);
+                    let c0 = values(g.c_len(), (m + n + k) as u64);
+                    let mut c = c0.clone();
+                    let mut scratch = std::vec![f32::NAN; gemm_scratch_len_with(kern, &g)];
+                    sgemm_serial_with(kern, &g, &a, &b, &mut c, &[], &mut scratch);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let at = i * g.ldc + j;
+                            let mut e = beta as f64 * c0[at] as f64;
+                            let mut bound = e.abs();
+                            for p in 0..k {
+                                let t = a[i * k + p] as f64 * b[p * n + j] as f64;
+                                e += t;
+                                bound += t.abs();
+                            }
+                            let what =
+                                std::format!("{} {m}×{n}×{k} β {beta} C[{i},{j}]", kern.name);
+                            assert_close(c[at], e, bound, k + 1, &what);
+                        }
+                        for j in n..g.ldc.min(g.c_len() - i * g.ldc) {
+                            let at = i * g.ldc + j;
+                            assert_eq!(c[at].to_bits(), c0[at].to_bits(), "{} padding", kern.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// On aarch64 the NEON variant is detected and comes first, so the
+    /// tests above (and every suite iterating `variants()`) exercise it.
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_is_the_best_variant_on_aarch64() {
+        let names: Vec<_> = dispatch::variants().iter().map(|k| k.name).collect();
+        assert_eq!(names, ["neon", "portable"]);
+    }
+
+    /// The NEON microkernel reduces each element in the plain order
+    /// `p = 0, 1, …` with one fused multiply-add per step, then adds the old
+    /// C: bit for bit the scalar `mul_add` chain.
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_microkernel_reduces_in_p_order() {
+        const MR: usize = super::NEON_MR;
+        const NR: usize = super::NEON_NR;
+        for kc in [1, 3, 7, 64, 257] {
+            for accumulate in [false, true] {
+                let a = values(kc * MR, 100 + kc as u64);
+                let b = values(kc * NR, 200 + kc as u64);
+                let c0 = values(MR * NR, 300 + kc as u64);
+                let mut c = c0.clone();
+                // SAFETY: a holds kc·8 floats, b kc·12, c 8 rows of 12; every
+                // AArch64 Linux CPU has NEON.
+                unsafe {
+                    super::micro_neon(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), NR, accumulate)
+                };
+                for i in 0..MR {
+                    for j in 0..NR {
+                        let mut acc = 0.0f32;
+                        for p in 0..kc {
+                            acc = a[p * MR + i].mul_add(b[p * NR + j], acc);
+                        }
+                        let expect = if accumulate {
+                            acc + c0[i * NR + j]
+                        } else {
+                            acc
+                        };
+                        assert_eq!(
+                            c[i * NR + j].to_bits(),
+                            expect.to_bits(),
+                            "kc {kc} acc {accumulate} C[{i},{j}]"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

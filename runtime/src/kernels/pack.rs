@@ -6,7 +6,8 @@
 //! transposed B into its `NR`-wide ones. Element by element it costs about
 //! three cycles a value, 7 % of a 1024³ product's time at the FMA peak
 //! (`cargo run --release -p kiln-runtime --example gemm_blocking`); the
-//! AVX-512 variant transposes 16 × 16 blocks in registers instead.
+//! AVX-512 variant transposes 16 × 16 blocks in registers instead, the NEON
+//! variant 4 × 4 blocks.
 
 /// Packs `w` rows of `src` (row `i` starts at `src + i·ld`, `len` values
 /// each) into `out` as `len` steps of `w` values, each scaled by `s`.
@@ -150,6 +151,83 @@ pub(crate) fn transpose16(r: [core::arch::x86_64::__m512; 16]) -> [core::arch::x
     out
 }
 
+/// The NEON packer (aarch64): blocks of 4 rows × 4 steps, scaled and
+/// transposed in registers (two rounds of `trn1`/`trn2`), stored as whole
+/// 4-value row pieces; the rows and steps left over past the last full
+/// block are packed element by element as in [`pack_transpose_portable`].
+///
+/// # Safety
+///
+/// As [`PackTransposeKernel`]; the CPU must support NEON.
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn pack_transpose_neon(
+    w: usize,
+    len: usize,
+    src: *const f32,
+    ld: usize,
+    s: f32,
+    out: *mut f32,
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { pack_transpose_neon_impl(w, len, src, ld, s, out) }
+}
+
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn pack_transpose_neon_impl(
+    w: usize,
+    len: usize,
+    src: *const f32,
+    ld: usize,
+    s: f32,
+    out: *mut f32,
+) {
+    use core::arch::aarch64::*;
+    let (w4, len4) = (w / 4 * 4, len / 4 * 4);
+    let scale = vdupq_n_f32(s);
+    for i0 in (0..w4).step_by(4) {
+        for p0 in (0..len4).step_by(4) {
+            // SAFETY: rows i0 .. i0 + 4 ≤ w, steps p0 .. p0 + 4 ≤ len: the
+            // loads stay inside src and the stores inside out (contract).
+            unsafe {
+                let r0 = vmulq_f32(vld1q_f32(src.add(i0 * ld + p0)), scale);
+                let r1 = vmulq_f32(vld1q_f32(src.add((i0 + 1) * ld + p0)), scale);
+                let r2 = vmulq_f32(vld1q_f32(src.add((i0 + 2) * ld + p0)), scale);
+                let r3 = vmulq_f32(vld1q_f32(src.add((i0 + 3) * ld + p0)), scale);
+                // Pairs: t0 = (r0[0], r1[0], r0[2], r1[2]), t1 = the odd
+                // steps of r0 and r1; t2, t3 likewise for r2, r3.
+                let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
+                let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+                let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
+                let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+                // Halves: step q of the four rows.
+                let c0 = vreinterpretq_f32_f64(vtrn1q_f64(t0, t2));
+                let c1 = vreinterpretq_f32_f64(vtrn1q_f64(t1, t3));
+                let c2 = vreinterpretq_f32_f64(vtrn2q_f64(t0, t2));
+                let c3 = vreinterpretq_f32_f64(vtrn2q_f64(t1, t3));
+                vst1q_f32(out.add(p0 * w + i0), c0);
+                vst1q_f32(out.add((p0 + 1) * w + i0), c1);
+                vst1q_f32(out.add((p0 + 2) * w + i0), c2);
+                vst1q_f32(out.add((p0 + 3) * w + i0), c3);
+            }
+        }
+    }
+    // The steps past the last full block, every row; then the rows past the
+    // last full block, the remaining steps.
+    for p in len4..len {
+        for i in 0..w {
+            // SAFETY: i < w and p < len, inside both buffers (contract).
+            unsafe { *out.add(p * w + i) = s * *src.add(i * ld + p) };
+        }
+    }
+    for p in 0..len4 {
+        for i in w4..w {
+            // SAFETY: i < w and p < len, inside both buffers (contract).
+            unsafe { *out.add(p * w + i) = s * *src.add(i * ld + p) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,8 +259,12 @@ mod tests {
         if std::is_x86_feature_detected!("avx512f") {
             kernels.push(pack_transpose_avx512);
         }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            kernels.push(pack_transpose_neon);
+        }
         for kernel in kernels {
-            for w in [1, 3, 6, 12, 16, 17, 32, 33] {
+            for w in [1, 3, 4, 6, 8, 12, 16, 17, 32, 33] {
                 for len in [1, 5, 15, 16, 17, 40, 256] {
                     check(kernel, w, len, len);
                     check(kernel, w, len, len + 9);
