@@ -290,6 +290,15 @@ pub fn has(width: Width) -> bool {
     }
 }
 
+/// The widest width this machine runs (the one the kernels use).
+pub fn widest() -> Width {
+    if has(Width::Avx512) {
+        Width::Avx512
+    } else {
+        Width::Avx2
+    }
+}
+
 /// The flops of `iters` rounds of the register-only FMA loop at `width`.
 pub fn fma_loop(width: Width, iters: u64) -> f64 {
     assert!(has(width), "fma_loop: this CPU lacks {width:?}");
