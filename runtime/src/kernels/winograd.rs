@@ -105,9 +105,9 @@ pub fn winograd_applies(g: &Conv2dGeometry) -> bool {
 /// tile argument use for `g`: F(4,3) where the output is at least 48 × 48,
 /// else F(2,3), whose 2 × 2 tiles waste less of a smaller plane (measured
 /// on ResNet-18's layers, `--bench conv_resnet18`: F(4,3) is as fast or
-/// faster at 56 × 56; at 28 × 28 F(2,3) ran at 1.12–1.20× F(4,3) at batch
-/// 32 and 0.97–1.17× at batch 1 in the runs of 2026-12-01, 14:1x; F(2,3)
-/// is also the more accurate; see `BENCHMARKS.md`).
+/// faster at 56 × 56; at 28 × 28 F(2,3) ran at 1.12–1.25× F(4,3) at batch
+/// 32 and 0.97–1.37× at batch 1 in the runs of 2026-12-01, 13:50–14:30;
+/// F(2,3) is also the more accurate; see `BENCHMARKS.md`).
 pub fn winograd_tile(g: &Conv2dGeometry) -> WinogradTile {
     if g.out_h().min(g.out_w()) >= 48 {
         WinogradTile::F4
