@@ -281,6 +281,14 @@ fn conv_fixed_geometries() {
             .with_pad(2)
             .with_dilation(2)
             .with_groups(3),
+        // Planes of several column-matrix chunks in both backward passes:
+        // the weight gradient transposed (fewer than 96 output channels,
+        // stride 1 and 2) and not (100 channels).
+        Conv2dGeometry::new(2, 3, 30, 30, 20, 3, 3).with_pad(1),
+        Conv2dGeometry::new(1, 3, 61, 47, 24, 3, 3)
+            .with_stride(2)
+            .with_pad(1),
+        Conv2dGeometry::new(1, 4, 30, 30, 100, 3, 3).with_pad(1),
         // Asymmetric padding, larger than the kernel's reach on one side.
         Conv2dGeometry {
             pad: [0, 2, 3, 1],
