@@ -7,6 +7,7 @@
 
 use criterion::Criterion;
 use std::cell::RefCell;
+#[cfg(target_arch = "x86_64")]
 use std::hint::black_box;
 use std::io::Write;
 use std::time::{Duration, Instant};
