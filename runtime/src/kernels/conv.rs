@@ -368,15 +368,41 @@ pub fn uses_channel_lanes(kern: &Kernels, g: &Conv2dGeometry) -> bool {
         && !g.out_w().is_multiple_of(16)
 }
 
-/// Scratch of the direct forward pass: the padded input, then (for the
-/// channel-lane kernel given OIHW weights) the tap-major weights.
+/// Scratch of the direct forward pass given OIHW weights: the tap-major
+/// weights of the channel-lane kernel (written once per call), then the
+/// padded input.
 fn direct_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
-    direct_scratch_len(g)
-        + if uses_channel_lanes(kern, g) {
-            g.weight_len()
-        } else {
-            0
+    direct_weights_len(kern, g) + direct_scratch_len(g)
+}
+
+/// Floats of the weights the direct kernel reads that are not the OIHW
+/// weights themselves: the channel-lane kernel's tap-major copy.
+fn direct_weights_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+    if uses_channel_lanes(kern, g) {
+        g.weight_len()
+    } else {
+        0
+    }
+}
+
+/// The OIHW weights `w` as the direct kernel of `g` reads them: as they
+/// are, or tap-major in `buf` ([`direct_weights_len`] floats) for the
+/// channel-lane kernel.
+fn direct_weights<'a>(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    w: &'a [f32],
+    buf: &'a mut [f32],
+) -> Weights<'a> {
+    if uses_channel_lanes(kern, g) {
+        conv_direct_channels::channel_major_weights(&direct_shape(g), w, buf);
+        Weights {
+            channel_major: true,
+            ..plain_weights(g, buf)
         }
+    } else {
+        plain_weights(g, w)
+    }
 }
 
 /// The direct kernel's shape for the input gradient of `g`: a stride-1
@@ -781,20 +807,18 @@ fn col2im_rows(
 /// The column matrix of one image and group, never stored: it packs its
 /// GEMM panels straight from the input (an implicit im2col), one cache block
 /// at a time, copying runs of consecutive output positions. As the forward
-/// pass's B its rows are taps and its columns positions; `transposed` (the
-/// weight gradient's `colᵀ`) swaps them.
+/// pass's B its rows are taps and its columns positions.
 struct Im2colB<'a> {
     g: &'a Conv2dGeometry,
     /// One image.
     x: &'a [f32],
     grp: usize,
-    transposed: bool,
 }
 
 impl Im2colB<'_> {
     /// Writes the column-matrix values of tap `tap` at output positions
-    /// `pos0 .. pos0 + len` to `out[0]`, `out[stride]`, `out[2·stride]`, …
-    fn gather(&self, tap: usize, pos0: usize, len: usize, out: &mut [f32], stride: usize) {
+    /// `pos0 .. pos0 + len` to `out[.. len]`.
+    fn gather(&self, tap: usize, pos0: usize, len: usize, out: &mut [f32]) {
         let g = self.g;
         let ow = g.out_w();
         let cig = g.c_in / g.groups;
@@ -817,30 +841,19 @@ impl Im2colB<'_> {
                 &xc[iy as usize * g.w..(iy as usize + 1) * g.w]
             };
             let ix0 = (a * g.stride[1] + s * g.dilation[1]).wrapping_sub(g.pad[1]);
-            if stride == 1 {
-                let seg = &mut out[o..o + run];
-                if src.is_empty() {
-                    seg.fill(0.0);
-                } else {
-                    seg[..a - ox0].fill(0.0);
-                    seg[b - ox0..].fill(0.0);
-                    let valid = &mut seg[a - ox0..b - ox0];
-                    if g.stride[1] == 1 {
-                        valid.copy_from_slice(&src[ix0..ix0 + (b - a)]);
-                    } else {
-                        for (k, v) in valid.iter_mut().enumerate() {
-                            *v = src[ix0 + k * g.stride[1]];
-                        }
-                    }
-                }
+            let seg = &mut out[o..o + run];
+            if src.is_empty() {
+                seg.fill(0.0);
             } else {
-                for q in 0..run {
-                    let ox = ox0 + q;
-                    out[(o + q) * stride] = if src.is_empty() || ox < a || ox >= b {
-                        0.0
-                    } else {
-                        src[ix0 + (ox - a) * g.stride[1]]
-                    };
+                seg[..a - ox0].fill(0.0);
+                seg[b - ox0..].fill(0.0);
+                let valid = &mut seg[a - ox0..b - ox0];
+                if g.stride[1] == 1 {
+                    valid.copy_from_slice(&src[ix0..ix0 + (b - a)]);
+                } else {
+                    for (k, v) in valid.iter_mut().enumerate() {
+                        *v = src[ix0 + k * g.stride[1]];
+                    }
                 }
             }
             o += run;
@@ -853,21 +866,11 @@ impl PackB for Im2colB<'_> {
         for (panel, jr) in (0..nb).step_by(nr).enumerate() {
             let nw = nr.min(nb - jr);
             let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
-            if !self.transposed {
-                // Row p of the panel: tap pc + p at positions jc + jr ...
-                for p in 0..kb {
-                    let d = &mut dst[p * nr..(p + 1) * nr];
-                    d[nw..].fill(0.0);
-                    self.gather(pc + p, jc + jr, nw, d, 1);
-                }
-            } else {
-                // Column q of the panel: tap jc + jr + q at positions pc ...
-                if nw < nr {
-                    dst.fill(0.0);
-                }
-                for q in 0..nw {
-                    self.gather(jc + jr + q, pc, kb, &mut dst[q..], nr);
-                }
+            // Row p of the panel: tap pc + p at positions jc + jr ...
+            for p in 0..kb {
+                let d = &mut dst[p * nr..(p + 1) * nr];
+                d[nw..].fill(0.0);
+                self.gather(pc + p, jc + jr, nw, d);
             }
         }
     }
@@ -1220,12 +1223,7 @@ fn forward_image(
             let b = &x[grp * cig * hw..(grp + 1) * cig * hw];
             mm.run(kern, &gm, w.group(grp), b, yg, &steps[..used]);
         } else if let (GemmA::Packed(pa), false) = (w.group(grp), is_strided_1x1(g)) {
-            let b = Im2colB {
-                g,
-                x,
-                grp,
-                transposed: false,
-            };
+            let b = Im2colB { g, x, grp };
             mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &steps[..used]);
         } else {
             im2col(g, x, grp, col);
@@ -1254,22 +1252,16 @@ fn forward_direct_image(
         )
     };
     let s = direct_shape(g);
-    let (xp, rest_scratch) = scratch.split_at_mut(direct_scratch_len(g));
+    let xp = &mut scratch[..direct_scratch_len(g)];
     pad_direct_input(g, &s, x, xp);
     let (post, rest) = direct_post(epilogue);
     let y = &mut y[..g.c_out * s.oh * s.ow];
     match kern.conv_direct_channels {
-        Some(channels) if uses_channel_lanes(kern, g) => {
-            let wt: &[f32] = if wts.channel_major {
-                wts.data
-            } else {
-                let wt = &mut rest_scratch[..g.weight_len()];
-                conv_direct_channels::channel_major_weights(&s, wts.data, wt);
-                wt
-            };
-            // SAFETY: as below, with tap-major weights and a shape the
-            // channel-lane kernel accepts (uses_channel_lanes).
-            unsafe { channels(&s, xp, wt, post, y) };
+        Some(channels) if wts.channel_major => {
+            // SAFETY: as below, with tap-major weights, which every entry
+            // point writes only for a shape the channel-lane kernel accepts
+            // (uses_channel_lanes).
+            unsafe { channels(&s, xp, wts.data, post, y) };
         }
         // SAFETY: the buffers have the lengths the kernel's contract asks
         // for (padded input plus tail, OIHW weight, one output image, c_out
@@ -1423,7 +1415,9 @@ pub fn conv2d_forward_serial(
         return winograd::conv2d_forward_winograd_serial(kern, g, x, w, epilogue, y, scratch);
     }
     if uses_direct(kern, g) {
-        return forward_serial_with(kern, g, x, plain_weights(g, w), epilogue, y, scratch);
+        let (wt, rest) = scratch.split_at_mut(direct_weights_len(kern, g));
+        let wts = direct_weights(kern, g, w, wt);
+        return forward_serial_with(kern, g, x, wts, epilogue, y, rest);
     }
     let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, false));
     let wts = prepare_weights(kern, g, w, false, pw);
@@ -1509,7 +1503,10 @@ pub fn conv2d_forward_gemm(
     use super::gemm::{Slot, with_scratch};
     check_forward(g, x, w, epilogue, y);
     if uses_direct(kern, g) {
-        return forward_threaded_with(kern, g, x, plain_weights(g, w), epilogue, y);
+        return with_scratch(Slot::Weights, direct_weights_len(kern, g), |wt| {
+            let wts = direct_weights(kern, g, w, wt);
+            forward_threaded_with(kern, g, x, wts, epilogue, y)
+        });
     }
     with_scratch(Slot::Weights, packed_weights_len(kern, g, false), |pw| {
         let wts = prepare_weights(kern, g, w, false, pw);
@@ -1533,7 +1530,7 @@ fn forward_threaded_with(
     let y = &mut y[..g.output_len()];
     let work = g.flops() / 2;
     if uses_direct(kern, g) {
-        let len = direct_forward_scratch_len(kern, g);
+        let len = direct_scratch_len(g);
         for_each_chunk_mut(y, out_img, work, |img, yi| {
             let xi = &x[img * in_img..(img + 1) * in_img];
             with_scratch(Slot::Conv, len, |scratch| {
@@ -1628,7 +1625,7 @@ pub fn conv2d_forward_prepacked_scratch_len(kern: &Kernels, g: &Conv2dGeometry) 
     if uses_winograd(kern, g) {
         winograd::winograd_prepacked_scratch_len(kern, g)
     } else if uses_direct(kern, g) {
-        direct_forward_scratch_len(kern, g)
+        direct_scratch_len(g)
     } else {
         forward_col_len(g) + gemm_scratch_len_with(kern, &forward_gemm(g))
     }

@@ -266,9 +266,30 @@ pub unsafe fn dot_rows_portable(
     x: *const f32,
     y: *mut f32,
 ) {
+    // SAFETY: forwarded contract.
+    unsafe { dot_rows_by(dot_portable, rows, len, w, ldw, x, y) }
+}
+
+/// `y[r] = dot(len, w + r·ldw, x)` for `r < rows`: a
+/// [`DotRowsKernel`](super::dispatch::DotRowsKernel) made of a
+/// [`DotKernel`](super::dispatch::DotKernel).
+///
+/// # Safety
+///
+/// As [`DotRowsKernel`](super::dispatch::DotRowsKernel), for `dot`'s CPU.
+#[inline]
+pub(crate) unsafe fn dot_rows_by(
+    dot: super::dispatch::DotKernel,
+    rows: usize,
+    len: usize,
+    w: *const f32,
+    ldw: usize,
+    x: *const f32,
+    y: *mut f32,
+) {
     for r in 0..rows {
         // SAFETY: row r holds len floats at r·ldw; y holds rows floats.
-        unsafe { *y.add(r) = dot_portable(len, w.add(r * ldw), x) };
+        unsafe { *y.add(r) = dot(len, w.add(r * ldw), x) };
     }
 }
 
@@ -514,10 +535,8 @@ pub unsafe fn dot_rows_neon(
     x: *const f32,
     y: *mut f32,
 ) {
-    for r in 0..rows {
-        // SAFETY: row r holds len floats at r·ldw; y holds rows floats.
-        unsafe { *y.add(r) = dot_neon(len, w.add(r * ldw), x) };
-    }
+    // SAFETY: forwarded contract.
+    unsafe { dot_rows_by(dot_neon, rows, len, w, ldw, x, y) }
 }
 
 /// The NEON dot product (aarch64): four 4-lane FMA accumulators over blocks
