@@ -1914,8 +1914,8 @@ fn backward_weight_rows(g: &Conv2dGeometry) -> usize {
 /// channels (64 fill 5⅓ of the 12-row tiles as GEMM rows, but exactly two
 /// 32-wide tiles as its columns), and room in the column buffer for both a
 /// chunk and the `k × c_out` transposed gradient. At ResNet-18's 64@56 at
-/// batch 32 (`--bench conv_resnet18`, alternated with the untransposed
-/// form in one session) it ran at 88–95 GFLOP/s against 71–84.
+/// batch 32 (`--bench conv_resnet18`) it ran at 88–95 GFLOP/s against
+/// 71–84 untransposed (see `BENCHMARKS.md`).
 fn swaps_weight_gradient(g: &Conv2dGeometry) -> bool {
     let plane = g.out_h() * g.out_w();
     g.groups == 1

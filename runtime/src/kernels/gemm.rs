@@ -409,10 +409,9 @@ fn sgemm_threaded(
     let work = g.m * g.n * g.k.max(1);
     // Row blocks: one per thread, whole micro-tiles. The split does not
     // change any element's reduction order, only who computes it. Every
-    // block packs the whole of B, so more blocks only repeat that work:
-    // measured at 1024³ on two threads (`examples/gemm_blocking.rs`,
-    // alternated), one block each gave 1.87–1.90× one thread, two each
-    // 1.77–1.79×, four 1.64–1.66×.
+    // block packs the whole of B, so more blocks only repeat that work
+    // (`cargo bench -p kiln-runtime --bench peak` times one thread
+    // against two).
     let threads = if worth_parallel(work) {
         rayon::current_num_threads()
     } else {
