@@ -53,9 +53,9 @@ fn summary_memory_scales_with_the_batch() {
         0,
         "",
     );
-    // 23,552 B per example of inference (the snapshot), 4 examples.
-    assert!(one.contains("batch    1: arena        23,552 B"), "{one}");
-    assert!(four.contains("batch    4: arena        94,208 B"), "{four}");
+    // 6,336 B per example of inference (the snapshot), 4 examples.
+    assert!(one.contains("batch    1: arena         6,336 B"), "{one}");
+    assert!(four.contains("batch    4: arena        25,344 B"), "{four}");
     assert!(four.contains("training  batch    8:"), "{four}");
 }
 

@@ -40,6 +40,7 @@ fn run(name: &str, graph: &Graph) -> Result<Graph, Diagnostics> {
         "reorder_activation_pool" => passes::reorder_activation_pool(graph),
         "fuse_epilogues" => passes::fuse_epilogues(graph),
         "fuse_elementwise" => passes::fuse_elementwise(graph),
+        "fuse_pool" => passes::fuse_pool(graph),
         "fuse_for_inference" => passes::try_fuse_for_inference(graph),
         other => panic!("filetest names an unknown pass `{other}`"),
     }
@@ -88,4 +89,9 @@ fn fuse_for_inference() {
 #[test]
 fn reorder_activation_pool() {
     check("reorder_activation_pool");
+}
+
+#[test]
+fn fuse_pool() {
+    check("fuse_pool");
 }

@@ -52,7 +52,7 @@ fn check(file: &str, expect: (u64, u64, Option<u64>)) {
 #[test]
 fn lenet5() {
     // conv+relu ×3, two pools, linear+relu, linear.
-    check("../models/lenet5.yaml", (11, 7, Some(33)));
+    check("../models/lenet5.yaml", (11, 5, Some(33)));
 }
 
 #[test]

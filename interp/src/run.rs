@@ -582,9 +582,17 @@ impl<T: Real> Cx<'_, T> {
             Anchor::Linear { out, bias } => self.linear(id, *out, *bias)?,
             Anchor::Identity => self.input(id, 0)?.to_vec(),
         };
+        // The anchor's own output shape (a fused pool changes the node's).
+        let shape = match (&f.anchor, &f.pool) {
+            (Anchor::Conv2d(c), Some(_)) => {
+                let g = conv_geometry(c, self.feed.batch, &self.in_shape(id, 0));
+                Shape(vec![g.c_out, g.out_h(), g.out_w()])
+            }
+            _ => self.out_shape(id),
+        };
         if let Some(bn) = &f.folded_bn {
             let k = f.anchor_params();
-            let g = ncs(self.feed.batch, &self.out_shape(id));
+            let g = ncs(self.feed.batch, &shape);
             let mut y = vec![T::ZERO; v.len()];
             rf::norm::batch_norm_inference(
                 &v,
@@ -626,6 +634,13 @@ impl<T: Real> Cx<'_, T> {
                     }
                 }
             }
+        }
+        if let Some(p) = &f.pool {
+            let g = pool_geometry(p, self.feed.batch, &shape);
+            let mut y = vec![T::ZERO; g.output_len()];
+            let mut arg = vec![0u32; g.output_len()];
+            rf::pool::max_pool2d_forward(&v, &mut y, &mut arg, g.ceil_mode(p.ceil));
+            v = y;
         }
         Ok(v)
     }

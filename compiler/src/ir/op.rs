@@ -122,10 +122,11 @@ pub enum Op {
 }
 
 /// A fused kernel: an anchor op, an inference batch norm folded into its
-/// weights, and an epilogue applied to each output element while it is hot.
+/// weights, an epilogue applied to each output element while it is hot,
+/// and, for a convolution, a max pool of the result.
 ///
 /// For a node with inputs `[x, r1, r2, ...]` the value is
-/// `epilogue(bn_affine(anchor(x)))`, where
+/// `pool(epilogue(bn_affine(anchor(x))))`, where
 /// `bn_affine(v)[c] = (v − mean[c])·γ[c]/√(var[c] + eps) + β[c]` with the
 /// running statistics, and each [`Epilogue::Add`] adds the next extra input
 /// (`r1`, then `r2`, ...). The parameters are, in order: the anchor's
@@ -140,6 +141,9 @@ pub struct Fused {
     pub folded_bn: Option<FoldedBn>,
     /// What is applied to each element afterwards, in order.
     pub epilogue: Vec<Epilogue>,
+    /// A max pool of the epilogue's result (a conv2d anchor only, and no
+    /// epilogue `add`): the kernel writes only the pooled values.
+    pub pool: Option<Pool2d>,
 }
 
 /// The op a [`Fused`] kernel is built around.
@@ -226,6 +230,13 @@ impl fmt::Display for Fused {
         }
         for e in &self.epilogue {
             write!(f, " {e}")?;
+        }
+        if let Some(p) = &self.pool {
+            write!(
+                f,
+                " max_pool2d({}x{}/{})",
+                p.kernel[0], p.kernel[1], p.stride[0]
+            )?;
         }
         write!(f, "]")
     }

@@ -77,6 +77,7 @@ fn standalone(graph: &Graph, id: NodeId) -> Option<Patch> {
                 layer: graph.name_of(id).to_string(),
             }),
             epilogue: vec![],
+            pool: None,
         })),
         inputs: node.inputs.clone(),
         meta_from: id,

@@ -4,7 +4,7 @@
 //! [`try_fuse_for_inference`] reads like a table of contents:
 //! `eliminate_dead` (the loss head and dropout go) → `fold_constants` →
 //! `fold_batch_norm` → `reorder_activation_pool` → `fuse_epilogues` →
-//! `fuse_elementwise` → `eliminate_dead`. Every pass re-shapes and
+//! `fuse_elementwise` → `fuse_pool` → `eliminate_dead`. Every pass re-shapes and
 //! re-verifies the graph it builds, and with `KILN_DEBUG=<pass>` (or `all`)
 //! the graph is printed to stderr after it. The result computes the same
 //! outputs at inference as its input, with the same parameters under the
@@ -15,7 +15,7 @@
 //! rewrites are [`fuse_training`](super::fuse_training()).
 
 use super::{
-    eliminate_dead, fold_batch_norm, fold_constants, fuse_elementwise, fuse_epilogues,
+    eliminate_dead, fold_batch_norm, fold_constants, fuse_elementwise, fuse_epilogues, fuse_pool,
     reorder_activation_pool, verify,
 };
 use crate::diag::Diagnostics;
@@ -39,6 +39,7 @@ pub fn try_fuse_for_inference(graph: &Graph) -> Result<Graph, Diagnostics> {
     let g = step(&g, "reorder_activation_pool", reorder_activation_pool)?;
     let g = step(&g, "fuse_epilogues", fuse_epilogues)?;
     let g = step(&g, "fuse_elementwise", fuse_elementwise)?;
+    let g = step(&g, "fuse_pool", fuse_pool)?;
     step(&g, "eliminate_dead", eliminate_dead)
 }
 

@@ -35,8 +35,11 @@ fn as_chain(node: &Node) -> Option<Fused> {
         anchor: Anchor::Identity,
         folded_bn: None,
         epilogue,
+        pool: None,
     };
     match &node.op {
+        // A pooled kernel's epilogue ends at the pool.
+        Op::Fused(f) if f.pool.is_some() => None,
         Op::Fused(f) => Some(f.clone()),
         Op::Activation(a) => Some(identity(vec![Epilogue::Activation(*a)])),
         Op::Add => Some(identity(vec![

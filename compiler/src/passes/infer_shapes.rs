@@ -379,7 +379,8 @@ fn rule(cx: &Cx, op: &Op, ins: &[Shape]) -> RuleResult {
 
 /// A fused kernel: the anchor's rule on input 0, then the folded batch
 /// norm's parameters (under the batch norm's own layer name), then every
-/// extra input of the epilogue's `add`s must have the output's shape.
+/// extra input of the epilogue's `add`s must have the anchor's output
+/// shape; a fused pool's rule gives the kernel's output shape.
 fn fused(cx: &Cx, f: &Fused, ins: &[Shape]) -> RuleResult {
     let x = ins.first().cloned().unwrap_or_default();
     let (shape, mut params) = match f.anchor_op() {
@@ -431,6 +432,10 @@ fn fused(cx: &Cx, f: &Fused, ins: &[Shape]) -> RuleResult {
             ),
         ));
     }
+    let shape = match &f.pool {
+        Some(p) => rule(cx, &Op::MaxPool2d(p.clone()), &[shape])?.0,
+        None => shape,
+    };
     Ok((shape, params))
 }
 

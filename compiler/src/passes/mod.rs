@@ -7,7 +7,7 @@
 //! its batch norm → ReLU backward; [`fuse_for_inference`] runs the
 //! inference rewrites ([`eliminate_dead()`], [`fold_constants()`],
 //! [`fold_batch_norm()`], [`reorder_activation_pool()`],
-//! [`fuse_epilogues()`], [`fuse_elementwise()`],
+//! [`fuse_epilogues()`], [`fuse_elementwise()`], [`fuse_pool()`],
 //! sharing the patch machinery of `rewrite.rs`); [`plan_memory`] places
 //! buffers in one arena when a plan is built.
 
@@ -18,6 +18,7 @@ pub mod fold_constants;
 pub mod fuse;
 pub mod fuse_elementwise;
 pub mod fuse_epilogues;
+pub mod fuse_pool;
 pub mod fuse_training;
 pub mod infer_shapes;
 pub mod plan_memory;
@@ -32,6 +33,7 @@ pub use fold_constants::fold_constants;
 pub use fuse::{fuse_for_inference, try_fuse_for_inference};
 pub use fuse_elementwise::fuse_elementwise;
 pub use fuse_epilogues::fuse_epilogues;
+pub use fuse_pool::fuse_pool;
 pub use fuse_training::fuse_training;
 pub use infer_shapes::infer_shapes;
 pub use reorder_activation_pool::reorder_activation_pool;

@@ -195,8 +195,11 @@ pub(crate) fn as_fused(op: &Op) -> Option<Fused> {
         anchor,
         folded_bn: None,
         epilogue: vec![],
+        pool: None,
     };
     match op {
+        // A pooled kernel's epilogue ends at the pool.
+        Op::Fused(f) if f.pool.is_some() => None,
         Op::Fused(f) => Some(f.clone()),
         Op::Conv2d(c) => Some(plain(Anchor::Conv2d(c.clone()))),
         Op::Linear { out, bias, .. } => Some(plain(Anchor::Linear {

@@ -338,7 +338,7 @@ pub fn uses_winograd_per_call(kern: &Kernels, g: &Conv2dGeometry) -> bool {
 }
 
 /// The direct kernel's shape for `g`.
-fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
+pub(super) fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
     DirectShape {
         c_in: g.c_in,
         c_out: g.c_out,
@@ -353,7 +353,7 @@ fn direct_shape(g: &Conv2dGeometry) -> DirectShape {
 }
 
 /// Scratch of the direct kernel: the padded input with its tail.
-fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
+pub(super) fn direct_scratch_len(g: &Conv2dGeometry) -> usize {
     let s = direct_shape(g);
     s.c_in * s.hp * s.wp + conv_direct::tail_len(&s)
 }
@@ -377,7 +377,7 @@ fn direct_forward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
 
 /// Floats of the weights the direct kernel reads that are not the OIHW
 /// weights themselves: the channel-lane kernel's tap-major copy.
-fn direct_weights_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
+pub(super) fn direct_weights_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
     if uses_channel_lanes(kern, g) {
         g.weight_len()
     } else {
@@ -388,7 +388,7 @@ fn direct_weights_len(kern: &Kernels, g: &Conv2dGeometry) -> usize {
 /// The OIHW weights `w` as the direct kernel of `g` reads them: as they
 /// are, or tap-major in `buf` ([`direct_weights_len`] floats) for the
 /// channel-lane kernel.
-fn direct_weights<'a>(
+pub(super) fn direct_weights<'a>(
     kern: &Kernels,
     g: &Conv2dGeometry,
     w: &'a [f32],
@@ -547,7 +547,7 @@ fn uses_direct_backward_weight(kern: &Kernels, g: &Conv2dGeometry) -> bool {
 
 /// Copies image `x` (`c_in × h × w`) into the zero-padded plane of the
 /// direct kernels (`xp`: [`direct_scratch_len`] floats).
-fn pad_direct_input(g: &Conv2dGeometry, s: &DirectShape, x: &[f32], xp: &mut [f32]) {
+pub(super) fn pad_direct_input(g: &Conv2dGeometry, s: &DirectShape, x: &[f32], xp: &mut [f32]) {
     if g.pad == [0; 4] {
         // The input already is its padded plane: one copy, then the tail
         // (zeros, though the kernels never store what they read there).
@@ -669,7 +669,7 @@ pub(super) fn check_conv_epilogue(g: &Conv2dGeometry, epilogue: &[ConvEpilogue<'
     }
 }
 
-fn check_len(what: &str, have: usize, need: usize) {
+pub(super) fn check_len(what: &str, have: usize, need: usize) {
     assert!(have >= need, "conv: {what} has {have} floats, needs {need}");
 }
 
@@ -912,8 +912,8 @@ enum GemmA<'a> {
 /// The weights of all groups: as stored (`group_len` floats per group), or
 /// packed for the variant (`packed_len` floats per group).
 #[derive(Clone, Copy)]
-struct Weights<'a> {
-    data: &'a [f32],
+pub(super) struct Weights<'a> {
+    pub(super) data: &'a [f32],
     packed: bool,
     group_len: usize,
     /// For the direct kernels: whether `data` is tap-major for the
@@ -1275,7 +1275,7 @@ fn forward_direct_image(
 /// Splits an epilogue list into the leading steps the direct kernel applies
 /// in registers (a bias, then a ReLU, each optional, in that order) and the
 /// rest, which [`apply_epilogue_in_place`] applies afterwards.
-fn direct_post<'a, 'e>(
+pub(super) fn direct_post<'a, 'e>(
     epilogue: &'e [ConvEpilogue<'a>],
 ) -> (DirectPost<'a>, &'e [ConvEpilogue<'a>]) {
     let mut post = DirectPost::default();
@@ -1599,7 +1599,11 @@ pub fn conv2d_pack_weights(kern: &Kernels, g: &Conv2dGeometry, w: &[f32], out: &
 }
 
 /// The view of weights packed by [`conv2d_pack_weights`].
-fn packed_view<'a>(kern: &Kernels, g: &Conv2dGeometry, packed: &'a [f32]) -> Weights<'a> {
+pub(super) fn packed_view<'a>(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    packed: &'a [f32],
+) -> Weights<'a> {
     check_len(
         "packed weights",
         packed.len(),

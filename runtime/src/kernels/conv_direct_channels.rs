@@ -57,7 +57,7 @@ const MAX_W: usize = 12;
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block_avx512<const ROWS: usize, const W: usize>(
+unsafe fn block_avx512<const ROWS: usize, const W: usize, const POOL: bool>(
     s: &DirectShape,
     xp: *const f32,
     wt: *const f32,
@@ -99,17 +99,43 @@ unsafe fn block_avx512<const ROWS: usize, const W: usize>(
         Some(b) => unsafe { _mm512_loadu_ps(b.as_ptr().add(co0)) },
         None => zero,
     };
-    let mask: __mmask16 = ((1u32 << W) - 1) as u16;
-    for (rr, accs) in acc.iter().enumerate() {
-        let mut m = [zero; 16];
-        for (v, a) in m.iter_mut().zip(accs) {
+    let mut m = [[zero; W]; ROWS];
+    for (mr, accs) in m.iter_mut().zip(&acc) {
+        for (v, a) in mr.iter_mut().zip(accs) {
             *v = _mm512_add_ps(*a, bias);
             if post.relu {
                 *v = _mm512_max_ps(*v, zero);
             }
         }
+    }
+    if POOL {
+        // 2×2 max pooling of the block (two rows, W even) in the order of
+        // the pooling kernel: top-left first, then a later value only
+        // where it is greater (vmaxps returns its first operand then).
+        let (pw, half) = (s.ow / 2, W / 2);
+        let mut p = [zero; 16];
+        for (k, v) in p.iter_mut().take(half).enumerate() {
+            let (a, b) = (m[0][2 * k], m[0][2 * k + 1]);
+            let (c, d) = (m[ROWS - 1][2 * k], m[ROWS - 1][2 * k + 1]);
+            *v = _mm512_max_ps(d, _mm512_max_ps(c, _mm512_max_ps(b, a)));
+        }
+        let t = super::pack::transpose16(p);
+        let mask: __mmask16 = ((1u32 << half) - 1) as u16;
+        for (ch, v) in t.iter().enumerate() {
+            let at = (co0 + ch) * (s.oh / 2) * pw + (oy / 2) * pw + j0 / 2;
+            // SAFETY: W/2 pooled positions of pooled row oy/2 of channel
+            // co0 + ch < c_out lie inside the pooled y (contract); the
+            // store writes only those lanes.
+            unsafe { _mm512_mask_storeu_ps(yp.add(at), mask, *v) };
+        }
+        return;
+    }
+    let mask: __mmask16 = ((1u32 << W) - 1) as u16;
+    for (rr, mr) in m.iter().enumerate() {
+        let mut row = [zero; 16];
+        row[..W].copy_from_slice(mr);
         // Lane k of t[ch] is channel co0 + ch at position j0 + k.
-        let t = super::pack::transpose16(m);
+        let t = super::pack::transpose16(row);
         for (ch, v) in t.iter().enumerate() {
             let at = (co0 + ch) * out_plane + (oy + rr) * s.ow + j0;
             // SAFETY: W positions of row oy + rr of channel co0 + ch < c_out
@@ -137,12 +163,33 @@ pub unsafe fn direct_channels_avx512(
     y: &mut [f32],
 ) {
     // SAFETY: forwarded contract; the dispatch table checked the features.
-    unsafe { direct_channels_avx512_impl(s, x, wt, post, y) }
+    unsafe { direct_channels_avx512_impl::<false>(s, x, wt, post, y) }
+}
+
+/// [`direct_channels_avx512`] followed by 2×2 stride-2 max pooling (floor
+/// mode) in registers: `y` holds only the pooled `c_out × ⌊oh/2⌋ × ⌊ow/2⌋`
+/// values, the same bits as the convolution's output pooled by
+/// [`super::pool::max_pool2d_forward`]. The last row and column of an odd
+/// output, which no window reads, are not computed.
+///
+/// # Safety
+///
+/// As [`direct_channels_avx512`], with `y` the pooled size.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn direct_channels_pool_avx512(
+    s: &DirectShape,
+    x: &[f32],
+    wt: &[f32],
+    post: DirectPost<'_>,
+    y: &mut [f32],
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { direct_channels_avx512_impl::<true>(s, x, wt, post, y) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn direct_channels_avx512_impl(
+unsafe fn direct_channels_avx512_impl<const POOL: bool>(
     s: &DirectShape,
     x: &[f32],
     wt: &[f32],
@@ -160,10 +207,14 @@ unsafe fn direct_channels_avx512_impl(
     let taps = s.c_in * s.kh * s.kw;
     assert!(x.len() >= s.c_in * s.hp * s.wp, "direct conv: short input");
     assert!(wt.len() >= s.c_out * taps, "direct conv: short weight");
-    assert!(
-        y.len() >= s.c_out * s.oh * s.ow,
-        "direct conv: short output"
-    );
+    // With pooling, only the rows and columns some window reads.
+    let (oh, ow, out_len) = if POOL {
+        let (ph, pw) = (s.oh / 2, s.ow / 2);
+        (2 * ph, 2 * pw, s.c_out * ph * pw)
+    } else {
+        (s.oh, s.ow, s.c_out * s.oh * s.ow)
+    };
+    assert!(y.len() >= out_len, "direct conv: short output");
     assert!(
         post.bias.is_none_or(|b| b.len() >= s.c_out),
         "direct conv: short bias"
@@ -175,31 +226,33 @@ unsafe fn direct_channels_avx512_impl(
             // columns and channels are inside the output.
             unsafe {
                 match $w {
-                    1 => block_avx512::<$rows, 1>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    2 => block_avx512::<$rows, 2>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    3 => block_avx512::<$rows, 3>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    4 => block_avx512::<$rows, 4>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    5 => block_avx512::<$rows, 5>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    6 => block_avx512::<$rows, 6>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    7 => block_avx512::<$rows, 7>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    8 => block_avx512::<$rows, 8>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    9 => block_avx512::<$rows, 9>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    10 => block_avx512::<$rows, 10>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    11 => block_avx512::<$rows, 11>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    _ => block_avx512::<$rows, 12>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    1 => block_avx512::<$rows, 1, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    2 => block_avx512::<$rows, 2, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    3 => block_avx512::<$rows, 3, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    4 => block_avx512::<$rows, 4, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    5 => block_avx512::<$rows, 5, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    6 => block_avx512::<$rows, 6, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    7 => block_avx512::<$rows, 7, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    8 => block_avx512::<$rows, 8, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    9 => block_avx512::<$rows, 9, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    10 => block_avx512::<$rows, 10, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    11 => block_avx512::<$rows, 11, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    _ => block_avx512::<$rows, 12, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
                 }
             }
         };
     }
-    // Column runs of nearly equal width, at most MAX_W each.
-    let runs = s.ow.div_ceil(MAX_W);
+    // Column runs of nearly equal width, at most MAX_W each; with pooling,
+    // of whole window pairs.
+    let step = if POOL { 2 } else { 1 };
+    let runs = (ow / step).div_ceil(MAX_W / step);
     for co0 in (0..s.c_out).step_by(16) {
         let mut oy = 0;
-        while oy < s.oh {
-            let rows = (s.oh - oy).min(2);
+        while oy < oh {
+            let rows = (oh - oy).min(2);
             let (mut j0, mut left) = (0, runs);
-            while j0 < s.ow {
-                let w = (s.ow - j0).div_ceil(left);
+            while j0 < ow {
+                let w = step * ((ow - j0) / step).div_ceil(left);
                 if rows == 2 {
                     go!(2, w, co0, oy, j0);
                 } else {

@@ -19,6 +19,7 @@ use super::conv_direct;
 use super::conv_direct::{DirectBackwardWeightKernel, DirectKernel};
 #[cfg(target_arch = "x86_64")]
 use super::conv_direct_channels;
+use super::conv_pool;
 use super::gemm_micro;
 use super::pack::{self, PackTransposeKernel};
 use super::pool;
@@ -111,6 +112,12 @@ pub struct Kernels {
     /// The channel-lane direct kernel (sixteen output channels per vector,
     /// tap-major weights), where the variant has one.
     pub conv_direct_channels: Option<DirectKernel>,
+    /// The position-lane direct kernel with 2×2 max pooling in registers,
+    /// where the variant has one.
+    pub conv_pool_positions: Option<conv_pool::PoolDirectKernel>,
+    /// The channel-lane direct kernel with 2×2 max pooling in registers
+    /// (its output is the pooled plane), where the variant has one.
+    pub conv_pool_channels: Option<DirectKernel>,
     /// The Winograd input and output transforms.
     pub winograd: WinogradKernels,
     /// The direct convolution's weight-gradient kernel, where the variant
@@ -134,6 +141,8 @@ pub static PORTABLE: Kernels = Kernels {
     pack_transpose: pack::pack_transpose_portable,
     conv_direct: None,
     conv_direct_channels: None,
+    conv_pool_positions: None,
+    conv_pool_channels: None,
     winograd: winograd::PORTABLE_WINOGRAD,
     conv_direct_backward_weight: None,
 };
@@ -154,6 +163,8 @@ pub static AVX2: Kernels = Kernels {
     pack_transpose: pack::pack_transpose_portable,
     conv_direct: Some(conv_direct::direct_avx2),
     conv_direct_channels: None,
+    conv_pool_positions: None,
+    conv_pool_channels: None,
     winograd: winograd::AVX2_WINOGRAD,
     conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx2),
 };
@@ -174,6 +185,8 @@ pub static AVX512: Kernels = Kernels {
     pack_transpose: pack::pack_transpose_avx512,
     conv_direct: Some(conv_direct::direct_avx512),
     conv_direct_channels: Some(conv_direct_channels::direct_channels_avx512),
+    conv_pool_positions: Some(conv_pool::pool_direct_avx512),
+    conv_pool_channels: Some(conv_direct_channels::direct_channels_pool_avx512),
     winograd: winograd::AVX512_WINOGRAD,
     conv_direct_backward_weight: Some(conv_direct::direct_backward_weight_avx512),
 };
@@ -206,6 +219,8 @@ pub static NEON: Kernels = Kernels {
     pack_transpose: pack::pack_transpose_neon,
     conv_direct: None,
     conv_direct_channels: None,
+    conv_pool_positions: None,
+    conv_pool_channels: None,
     winograd: winograd::PORTABLE_WINOGRAD,
     conv_direct_backward_weight: None,
 };

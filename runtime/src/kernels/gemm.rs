@@ -615,6 +615,9 @@ pub(crate) enum Slot {
     Conv,
     /// A convolution's weights, packed once per call.
     Weights,
+    /// A convolution's output before the max pool fused after it
+    /// ([`super::conv_pool`]) where no kernel pools it in registers.
+    Pooled,
 }
 
 #[cfg(feature = "std")]
@@ -624,6 +627,8 @@ std::thread_local! {
     static SCRATCH_CONV: std::cell::RefCell<std::vec::Vec<f32>> =
         const { std::cell::RefCell::new(std::vec::Vec::new()) };
     static SCRATCH_WEIGHTS: std::cell::RefCell<std::vec::Vec<f32>> =
+        const { std::cell::RefCell::new(std::vec::Vec::new()) };
+    static SCRATCH_POOLED: std::cell::RefCell<std::vec::Vec<f32>> =
         const { std::cell::RefCell::new(std::vec::Vec::new()) };
 }
 
@@ -635,7 +640,12 @@ std::thread_local! {
 #[cfg(feature = "std")]
 pub fn reserve_scratch(len: usize) {
     let grow = || {
-        for key in [&SCRATCH_PACK, &SCRATCH_CONV, &SCRATCH_WEIGHTS] {
+        for key in [
+            &SCRATCH_PACK,
+            &SCRATCH_CONV,
+            &SCRATCH_WEIGHTS,
+            &SCRATCH_POOLED,
+        ] {
             key.with(|cell| {
                 if let Ok(mut buf) = cell.try_borrow_mut()
                     && buf.len() < len
@@ -657,6 +667,7 @@ pub(crate) fn with_scratch<R>(slot: Slot, len: usize, f: impl FnOnce(&mut [f32])
         Slot::Pack => &SCRATCH_PACK,
         Slot::Conv => &SCRATCH_CONV,
         Slot::Weights => &SCRATCH_WEIGHTS,
+        Slot::Pooled => &SCRATCH_POOLED,
     };
     let mut f = Some(f);
     let done = key.with(|cell| {

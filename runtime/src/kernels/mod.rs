@@ -10,6 +10,7 @@ pub mod backward;
 pub mod conv;
 pub mod conv_direct;
 pub mod conv_direct_channels;
+pub mod conv_pool;
 pub mod dispatch;
 pub mod elementwise;
 pub mod epilogue;

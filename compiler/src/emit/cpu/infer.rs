@@ -7,8 +7,8 @@ use quote::quote;
 
 use super::train::train_call;
 use super::{
-    activation, buffer, channel_shape, chw, conv_geometry, param, pool_geometry, prepared,
-    unsupported,
+    activation, buffer, channel_shape, chw, conv_geometry, conv_output_shape, param, pool_geometry,
+    prepared, unsupported,
 };
 use crate::diag::Diagnostic;
 use crate::ir::{self, Op, UpsampleMode};
@@ -263,6 +263,19 @@ fn fused_call(
             }
             let g = conv_geometry(c, in_shape, out_shape);
             let weight = weight();
+            if let Some(p) = &f.pool {
+                // The pool runs over the convolution's own output.
+                let pool = pool_geometry(p, &conv_output_shape(c, in_shape, out_shape));
+                let cp = quote!(#k::conv_pool);
+                return match step.prepared.weight {
+                    Some(i) if program.is_packed(i) => {
+                        quote!(#cp::conv2d_pool_forward_prepacked(kern, &#g, #pool, #x, #weight, &[#(#steps),*], y);)
+                    }
+                    _ => {
+                        quote!(#cp::conv2d_pool_forward(kern, &#g, #pool, #x, #weight, &[#(#steps),*], y);)
+                    }
+                };
+            }
             match step.prepared.weight {
                 Some(i) if program.is_packed(i) => {
                     quote!(#k::conv::conv2d_forward_prepacked(kern, &#g, #x, #weight, &[#(#steps),*], y);)

@@ -387,6 +387,11 @@ fn scratch_sizes(program: &Program) -> Vec<TokenStream> {
             Some(Op::Conv2d(c)) => {
                 let g = conv_geometry(c, &x.shape, &step.output.shape);
                 out.push(quote!(need = need.max(#k::conv::conv2d_forward_scratch_len(kern, &#g));));
+                if let Op::Fused(ir::Fused { pool: Some(_), .. }) = op {
+                    // The convolution's output where no kernel pools it in
+                    // registers.
+                    out.push(quote!(need = need.max((#g).output_len());));
+                }
             }
             Some(Op::Linear { out: o, .. }) => {
                 let i = x.len();
@@ -553,6 +558,22 @@ fn conv_geometry(c: &ir::Conv2d, input: &ir::Shape, output: &ir::Shape) -> Token
             stride: [#sh, #sw], pad: [#pt, #pl, #pb, #pr], dilation: [#dh, #dw], groups: #groups,
         }
     }
+}
+
+/// The output shape of convolution `c` on `input`, with the channels of
+/// `output` (a fused kernel's output can be the pooled shape).
+fn conv_output_shape(c: &ir::Conv2d, input: &ir::Shape, output: &ir::Shape) -> ir::Shape {
+    let [_, h, w] = chw(input);
+    let [co, _, _] = chw(output);
+    let [[pt, pb], [pl, pr]] = c.padding.resolve([h, w], c.kernel, c.stride, c.dilation);
+    let size = |n: usize, lo: usize, hi: usize, k: usize, s: usize, d: usize| {
+        (n + lo + hi - d * (k - 1) - 1) / s + 1
+    };
+    ir::Shape(vec![
+        co,
+        size(h, pt, pb, c.kernel[0], c.stride[0], c.dilation[0]),
+        size(w, pl, pr, c.kernel[1], c.stride[1], c.dilation[1]),
+    ])
 }
 
 fn pool_geometry(p: &ir::Pool2d, input: &ir::Shape) -> TokenStream {
