@@ -289,6 +289,13 @@ fn conv_fixed_geometries() {
             .with_stride(2)
             .with_pad(1),
         Conv2dGeometry::new(1, 4, 30, 30, 100, 3, 3).with_pad(1),
+        // A batch folded into the forward GEMM's columns (7 × 7 planes, 11
+        // images a GEMM): two full GEMMs and a partial one, and a dilated
+        // plane of 8 × 6.
+        Conv2dGeometry::new(24, 6, 7, 7, 20, 3, 3).with_pad(1),
+        Conv2dGeometry::new(3, 5, 10, 8, 18, 3, 2)
+            .with_pad(1)
+            .with_dilation(2),
         // Asymmetric padding, larger than the kernel's reach on one side.
         Conv2dGeometry {
             pad: [0, 2, 3, 1],

@@ -1059,7 +1059,10 @@ fn uses_shifted(g: &Conv2dGeometry) -> bool {
 /// The GEMM of one image and group of the forward pass: over the output
 /// positions, or over the extended positions on the shifted path.
 fn forward_gemm(g: &Conv2dGeometry) -> Gemm {
-    if uses_shifted(g) {
+    let k = fold_images(g);
+    if k > 1 {
+        Gemm::new(g.c_out, k * g.out_h() * g.out_w(), g.col_rows())
+    } else if uses_shifted(g) {
         let (_, wp) = padded_dims(g);
         Gemm::new(g.c_out / g.groups, g.out_h() * wp, g.col_rows())
     } else {
@@ -1128,13 +1131,108 @@ impl PackB for ShiftedB<'_> {
 /// forward pass keeps in scratch: the shifted path's buffers, nothing when
 /// it packs the column matrix implicitly, else the explicit column matrix.
 fn forward_col_len(g: &Conv2dGeometry) -> usize {
-    if uses_shifted(g) {
+    if fold_images(g) > 1 {
+        fold_len(g)
+    } else if uses_shifted(g) {
         let (_, wp) = padded_dims(g);
         shifted_input_len(g) + (g.c_out / g.groups) * g.out_h() * wp
     } else if packs_weights(g) && !is_strided_1x1(g) {
         0
     } else {
         col_len(g)
+    }
+}
+
+/// The most output positions of one image whose batch is folded into the
+/// GEMM's columns ([`fold_images`]).
+const FOLD_MAX_PLANE: usize = 100;
+
+/// About how many columns a folded GEMM has.
+const FOLD_COLUMNS: usize = 512;
+
+/// How many images of the batch the forward GEMM takes at once: its columns
+/// are the positions of every image in turn, so that a small plane (ResNet's
+/// 7 × 7 layers: 49 positions, under two 32-wide tiles, or 63 extended
+/// positions on the shifted path) fills whole tiles. Only where the
+/// shifted path would run (stride 1, [`uses_shifted`]), whose padded input
+/// [`FoldedB`] packs from; one (no folding) for a single image, groups,
+/// and planes of more than [`FOLD_MAX_PLANE`] positions. The count depends
+/// on the geometry only, so every entry point and thread count agrees.
+fn fold_images(g: &Conv2dGeometry) -> usize {
+    let plane = g.out_h() * g.out_w();
+    if g.n < 2 || g.groups != 1 || !uses_shifted(g) || plane > FOLD_MAX_PLANE {
+        return 1;
+    }
+    FOLD_COLUMNS.div_ceil(plane).min(g.n)
+}
+
+/// Scratch of a folded forward GEMM: the images' padded inputs, then its
+/// output (`c_out` rows of the images' positions).
+fn fold_len(g: &Conv2dGeometry) -> usize {
+    let (hp, wp) = padded_dims(g);
+    match fold_images(g) {
+        1 => 0,
+        k => k * g.c_in * hp * wp + g.c_out * k * g.out_h() * g.out_w(),
+    }
+}
+
+/// The column matrix of a stride-1 convolution over several images'
+/// positions in turn ([`fold_images`]), packed from their padded inputs
+/// (`x`: `pimg` floats per image): each panel's columns are cut once into
+/// runs of one output row, and each tap's row of the panel is those runs'
+/// copies at the tap's offset.
+struct FoldedB<'a> {
+    x: &'a [f32],
+    pimg: usize,
+    g: &'a Conv2dGeometry,
+}
+
+impl PackB for FoldedB<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        let g = self.g;
+        let (hp, wp) = padded_dims(g);
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let plane = oh * ow;
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            // (column, source offset, length) per output-row run.
+            let mut runs = [(0usize, 0usize, 0usize); super::dispatch::MAX_NR];
+            let mut count = 0;
+            let j0 = jc + jr;
+            let (mut img, rest) = (j0 / plane, j0 % plane);
+            let (mut oy, mut ox) = (rest / ow, rest % ow);
+            let mut o = 0;
+            while o < nw {
+                let len = (ow - ox).min(nw - o);
+                runs[count] = (o, img * self.pimg + oy * wp + ox, len);
+                count += 1;
+                o += len;
+                ox += len;
+                if ox == ow {
+                    (ox, oy) = (0, oy + 1);
+                    if oy == oh {
+                        (oy, img) = (0, img + 1);
+                    }
+                }
+            }
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            let taps = g.kh * g.kw;
+            let (mut cl, mut r, mut s) = (pc / taps, (pc / g.kw) % g.kh, pc % g.kw);
+            for d in dst.chunks_exact_mut(nr).take(kb) {
+                let off = cl * hp * wp + r * g.dilation[0] * wp + s * g.dilation[1];
+                for &(o, at, len) in &runs[..count] {
+                    d[o..o + len].copy_from_slice(&self.x[at + off..at + off + len]);
+                }
+                d[nw..].fill(0.0);
+                s += 1;
+                if s == g.kw {
+                    (s, r) = (0, r + 1);
+                    if r == g.kh {
+                        (r, cl) = (0, cl + 1);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1228,6 +1326,49 @@ fn forward_image(
         } else {
             im2col(g, x, grp, col);
             mm.run(kern, &gm, w.group(grp), col, yg, &steps[..used]);
+        }
+    }
+}
+
+/// The forward pass of images `img0 .. img0 + k` of the batch as one GEMM
+/// whose columns are their positions in turn ([`fold_images`]): the
+/// images' padded inputs are packed as B ([`FoldedB`]), the product lands
+/// in `c` (after them, [`fold_len`] floats in all), and each image's
+/// channels are copied into place with the epilogue applied.
+#[allow(clippy::too_many_arguments)]
+fn forward_folded(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: Weights<'_>,
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+    (img0, k): (usize, usize),
+    c: &mut [f32],
+    mm: &mut Mm<'_>,
+) {
+    let plane = g.out_h() * g.out_w();
+    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * plane);
+    let GemmA::Packed(pa) = w.group(0) else {
+        unreachable!("forward_folded: every entry point packs the weights of a folded GEMM")
+    };
+    let (hp, wp) = padded_dims(g);
+    let pimg = g.c_in * hp * wp;
+    let (xp, c) = c.split_at_mut(fold_images(g) * pimg);
+    for i in 0..k {
+        let xi = &x[(img0 + i) * in_img..(img0 + i + 1) * in_img];
+        pad_input(g, xi, &mut xp[i * pimg..(i + 1) * pimg]);
+    }
+    let gm = Gemm::new(g.c_out, k * plane, g.col_rows());
+    let b = FoldedB { x: xp, pimg, g };
+    let c = &mut c[..g.c_out * k * plane];
+    mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, c, &[]);
+    for i in 0..k {
+        let img = img0 + i;
+        let yi = &mut y[img * out_img..(img + 1) * out_img];
+        for (co, yc) in yi.chunks_exact_mut(plane).enumerate() {
+            yc.copy_from_slice(&c[(co * k + i) * plane..(co * k + i + 1) * plane]);
+            channel_epilogue(g, epilogue, img, co, yc);
         }
     }
 }
@@ -1455,6 +1596,14 @@ fn forward_serial_with(
     }
     let (col, pack) = scratch.split_at_mut(forward_col_len(g));
     let mut mm = Mm::Serial(pack);
+    let k = fold_images(g);
+    if k > 1 {
+        for img0 in (0..g.n).step_by(k) {
+            let k = k.min(g.n - img0);
+            forward_folded(kern, g, x, wts, epilogue, y, (img0, k), col, &mut mm);
+        }
+        return;
+    }
     for img in 0..g.n {
         let xi = &x[img * in_img..(img + 1) * in_img];
         let yi = &mut y[img * out_img..(img + 1) * out_img];
@@ -1536,6 +1685,26 @@ fn forward_threaded_with(
             with_scratch(Slot::Conv, len, |scratch| {
                 forward_direct_image(kern, g, xi, wts, epilogue, yi, img, scratch)
             });
+        });
+        return;
+    }
+    let k = fold_images(g);
+    if k > 1 {
+        with_scratch(Slot::Conv, forward_col_len(g), |c| {
+            for img0 in (0..g.n).step_by(k) {
+                let k = k.min(g.n - img0);
+                forward_folded(
+                    kern,
+                    g,
+                    x,
+                    wts,
+                    epilogue,
+                    y,
+                    (img0, k),
+                    c,
+                    &mut Mm::Threaded,
+                );
+            }
         });
         return;
     }

@@ -63,10 +63,18 @@ pub type DotRowsKernel =
 /// this size.
 pub const MAX_TILE: usize = 16 * 32;
 
+/// The widest `NR` of any variant (the packers' per-panel tables).
+pub const MAX_NR: usize = 32;
+
 // Every variant's tile fits the edge-tile buffer, and the NEON blocking's MC
 // and NC (which are not multiples of 16) are multiples of its MR and NR.
 const _: () = {
     assert!(gemm_micro::PORTABLE_MR * gemm_micro::PORTABLE_NR <= MAX_TILE);
+    assert!(gemm_micro::PORTABLE_NR <= MAX_NR);
+    #[cfg(target_arch = "x86_64")]
+    assert!(gemm_micro::AVX2_NR <= MAX_NR && gemm_micro::AVX512_NR <= MAX_NR);
+    #[cfg(target_arch = "aarch64")]
+    assert!(gemm_micro::NEON_NR <= MAX_NR);
     #[cfg(target_arch = "x86_64")]
     assert!(gemm_micro::AVX2_MR * gemm_micro::AVX2_NR <= MAX_TILE);
     #[cfg(target_arch = "x86_64")]
