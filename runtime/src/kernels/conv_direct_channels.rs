@@ -10,7 +10,11 @@
 //! position's input value, broadcast straight from the padded plane: one
 //! fused multiply-add with a memory operand per (position, tap). A block is
 //! up to two output rows of up to twelve positions, so the broadcasts sit at
-//! fixed offsets from one pointer per row. At the end the bias and ReLU are
+//! fixed offsets from one pointer per row. For kernels 3 and 5 wide
+//! (undilated) the block instead keeps a kernel row's weight vectors in
+//! registers and broadcasts each input value once for every position it
+//! reaches: `W + kw − 1` broadcasts a block row and kernel row instead of
+//! `W·kw` (LeNet's C3: 14 instead of 50). At the end the bias and ReLU are
 //! applied in registers and each row's accumulators are transposed (16 × 16
 //! in registers) into per-channel runs of positions, stored with a mask.
 //!
@@ -57,7 +61,7 @@ const MAX_W: usize = 12;
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block_avx512<const ROWS: usize, const W: usize, const POOL: bool>(
+unsafe fn block_avx512<const ROWS: usize, const W: usize, const POOL: bool, const KW: usize>(
     s: &DirectShape,
     xp: *const f32,
     wt: *const f32,
@@ -71,22 +75,55 @@ unsafe fn block_avx512<const ROWS: usize, const W: usize, const POOL: bool>(
     let plane = s.hp * s.wp;
     let out_plane = s.oh * s.ow;
     let mut acc = [[_mm512_setzero_ps(); W]; ROWS];
-    for c in 0..s.c_in {
-        for r in 0..s.kh {
-            let row = c * plane + (oy + r * s.dilation[0]) * s.wp + j0;
-            let tap0 = (c * s.kh + r) * s.kw;
-            for q in 0..s.kw {
-                // SAFETY: the weight read is tap (c, r, q)'s channels co0 ..
-                // co0 + 16 < c_out; each broadcast reads input (c, oy + rr +
-                // r·dh, j0 + k + q·dw) with oy + rr < oh and j0 + k < ow,
-                // inside the padded plane.
+    if KW > 0 {
+        // Kernel width KW, horizontal dilation 1 (the caller's choice): for
+        // each kernel row, its KW weight vectors stay in registers and each
+        // input value of the block's rows is broadcast once, for every
+        // (position, tap) pair it meets — W + KW − 1 broadcasts a row
+        // instead of W·KW. Each accumulator still takes its taps in the
+        // order (c, r, q).
+        for c in 0..s.c_in {
+            for r in 0..s.kh {
+                let row = c * plane + (oy + r * s.dilation[0]) * s.wp + j0;
+                let tap0 = (c * s.kh + r) * KW;
+                // SAFETY: as below, with q < KW = kw and dilation 1: the
+                // broadcasts read columns j0 .. j0 + W + KW − 1 ≤ Wp.
                 unsafe {
-                    let wv = _mm512_loadu_ps(wt.add((tap0 + q) * s.c_out + co0));
-                    let base = xp.add(row + q * s.dilation[1]);
+                    let wv: [__m512; KW] = core::array::from_fn(|q| {
+                        _mm512_loadu_ps(wt.add((tap0 + q) * s.c_out + co0))
+                    });
                     for (rr, accs) in acc.iter_mut().enumerate() {
-                        let b = base.add(rr * s.wp);
-                        for (k, a) in accs.iter_mut().enumerate() {
-                            *a = _mm512_fmadd_ps(_mm512_set1_ps(*b.add(k)), wv, *a);
+                        let b = xp.add(row + rr * s.wp);
+                        for ix in 0..W + KW - 1 {
+                            let v = _mm512_set1_ps(*b.add(ix));
+                            for (q, w) in wv.iter().enumerate() {
+                                if ix >= q && ix - q < W {
+                                    accs[ix - q] = _mm512_fmadd_ps(v, *w, accs[ix - q]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        for c in 0..s.c_in {
+            for r in 0..s.kh {
+                let row = c * plane + (oy + r * s.dilation[0]) * s.wp + j0;
+                let tap0 = (c * s.kh + r) * s.kw;
+                for q in 0..s.kw {
+                    // SAFETY: the weight read is tap (c, r, q)'s channels co0 ..
+                    // co0 + 16 < c_out; each broadcast reads input (c, oy + rr +
+                    // r·dh, j0 + k + q·dw) with oy + rr < oh and j0 + k < ow,
+                    // inside the padded plane.
+                    unsafe {
+                        let wv = _mm512_loadu_ps(wt.add((tap0 + q) * s.c_out + co0));
+                        let base = xp.add(row + q * s.dilation[1]);
+                        for (rr, accs) in acc.iter_mut().enumerate() {
+                            let b = base.add(rr * s.wp);
+                            for (k, a) in accs.iter_mut().enumerate() {
+                                *a = _mm512_fmadd_ps(_mm512_set1_ps(*b.add(k)), wv, *a);
+                            }
                         }
                     }
                 }
@@ -220,25 +257,41 @@ unsafe fn direct_channels_avx512_impl<const POOL: bool>(
         "direct conv: short bias"
     );
     let (xp, wp, yp) = (x.as_ptr(), wt.as_ptr(), y.as_mut_ptr());
-    macro_rules! go {
-        ($rows:literal, $w:expr, $co0:expr, $oy:expr, $j0:expr) => {
+    // Kernel widths 3 and 5 without horizontal dilation sweep the input
+    // columns (block_avx512's KW); others loop over the taps.
+    let kw = match (s.kw, s.dilation[1]) {
+        (3, 1) => 3,
+        (5, 1) => 5,
+        _ => 0,
+    };
+    macro_rules! width {
+        ($rows:literal, $kw:literal, $w:expr, $co0:expr, $oy:expr, $j0:expr) => {
             // SAFETY: the buffers were checked above; the block's rows,
             // columns and channels are inside the output.
             unsafe {
                 match $w {
-                    1 => block_avx512::<$rows, 1, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    2 => block_avx512::<$rows, 2, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    3 => block_avx512::<$rows, 3, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    4 => block_avx512::<$rows, 4, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    5 => block_avx512::<$rows, 5, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    6 => block_avx512::<$rows, 6, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    7 => block_avx512::<$rows, 7, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    8 => block_avx512::<$rows, 8, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    9 => block_avx512::<$rows, 9, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    10 => block_avx512::<$rows, 10, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    11 => block_avx512::<$rows, 11, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
-                    _ => block_avx512::<$rows, 12, POOL>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    1 => block_avx512::<$rows, 1, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    2 => block_avx512::<$rows, 2, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    3 => block_avx512::<$rows, 3, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    4 => block_avx512::<$rows, 4, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    5 => block_avx512::<$rows, 5, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    6 => block_avx512::<$rows, 6, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    7 => block_avx512::<$rows, 7, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    8 => block_avx512::<$rows, 8, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    9 => block_avx512::<$rows, 9, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    10 => block_avx512::<$rows, 10, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    11 => block_avx512::<$rows, 11, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
+                    _ => block_avx512::<$rows, 12, POOL, $kw>(s, xp, wp, post, yp, $co0, $oy, $j0),
                 }
+            }
+        };
+    }
+    macro_rules! go {
+        ($rows:literal, $w:expr, $co0:expr, $oy:expr, $j0:expr) => {
+            match kw {
+                3 => width!($rows, 3, $w, $co0, $oy, $j0),
+                5 => width!($rows, 5, $w, $co0, $oy, $j0),
+                _ => width!($rows, 0, $w, $co0, $oy, $j0),
             }
         };
     }
