@@ -133,6 +133,39 @@ pub fn fuses_pool(
     fused(kern, g, pool.into(), epilogue).is_some()
 }
 
+/// Floats of the convolution's output that [`conv2d_pool_forward`] and
+/// [`conv2d_pool_forward_prepacked`] keep in this thread's scratch before
+/// pooling it: `g`'s whole output where no kernel pools it in registers,
+/// zero where one does. `in_registers` says whether the epilogue list is a
+/// bias and a ReLU, each optional (the steps the kernels fuse).
+pub fn unpooled_scratch_len(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    pool: impl Into<PoolWindows>,
+    in_registers: bool,
+) -> usize {
+    // An epilogue of the same kind: empty, or one the kernels leave.
+    let kind: &[ConvEpilogue<'_>] = if in_registers {
+        &[]
+    } else {
+        &[ConvEpilogue::Scale(1.0)]
+    };
+    match fused(kern, g, pool.into(), kind) {
+        Some(_) => 0,
+        None => g.output_len(),
+    }
+}
+
+/// Grows this thread's buffer for the unpooled outputs of
+/// [`conv2d_pool_forward`] to at least `len` floats (generated networks
+/// call it once at construction with the largest
+/// [`unpooled_scratch_len`] of their layers), so that later calls allocate
+/// nothing on this thread.
+#[cfg(feature = "std")]
+pub fn reserve_unpooled_scratch(len: usize) {
+    super::gemm::with_scratch(super::gemm::Slot::Pooled, len, |_| ());
+}
+
 /// Floats of the pooled output of `g` pooled by `pool`.
 pub fn conv2d_pool_output_len(g: &Conv2dGeometry, pool: impl Into<PoolWindows>) -> usize {
     pool_of(g, pool.into()).output_len()

@@ -632,7 +632,8 @@ std::thread_local! {
         const { std::cell::RefCell::new(std::vec::Vec::new()) };
 }
 
-/// Grows every per-thread scratch buffer of the threaded kernels to at
+/// Grows every per-thread scratch buffer of the threaded kernels (but the
+/// unpooled outputs', [`super::conv_pool::reserve_unpooled_scratch`]) to at
 /// least `len` floats, on the calling thread and on every thread of the
 /// pool, so that later calls needing at most `len` allocate nothing
 /// whichever worker runs which chunk. Generated networks call it once at

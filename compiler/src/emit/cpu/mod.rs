@@ -69,6 +69,17 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
         return Err(diags);
     }
     let scratch = scratch_sizes(program);
+    let unpooled = unpooled_sizes(program);
+    // The convolutions' outputs kept before a pool that no kernel fuses,
+    // on the constructing thread (emitted only where a pool is fused, so
+    // that other networks have no unused variable).
+    let unpooled = (!unpooled.is_empty()).then(|| {
+        quote! {
+            let mut unpooled = 0usize;
+            #(#unpooled)*
+            ::kiln::runtime::kernels::conv_pool::reserve_unpooled_scratch(unpooled);
+        }
+    });
     let input = &program.inputs[0];
     let output = &program.outputs[0];
     let in_shape = &input.shape;
@@ -227,6 +238,7 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
                     let mut need = 0usize;
                     #(#scratch)*
                     ::kiln::runtime::kernels::gemm::reserve_scratch(need);
+                    #unpooled
                 }
                 // The prepared tensors: persistent ones one after the
                 // other, transient ones all in the tail.
@@ -370,6 +382,36 @@ pub fn emit(program: &Program, info: &TypeInfo) -> Result<TokenStream, Diagnosti
     })
 }
 
+/// Per inference step that fuses a max pool into its convolution, the code
+/// that raises `unpooled` to the floats of the convolution's output the
+/// runtime keeps in scratch where no kernel pools it in registers (zero
+/// where one does: a direct convolution whose epilogue is a bias and a
+/// ReLU, each optional).
+fn unpooled_sizes(program: &Program) -> Vec<TokenStream> {
+    let k = quote!(::kiln::runtime::kernels);
+    let mut out = Vec::new();
+    for step in &program.infer.steps {
+        let (Kernel::Infer(Op::Fused(f)), Some(x)) = (&step.kernel, step.inputs.first()) else {
+            continue;
+        };
+        let (ir::Anchor::Conv2d(c), Some(p)) = (&f.anchor, &f.pool) else {
+            continue;
+        };
+        let g = conv_geometry(c, &x.shape, &step.output.shape);
+        let pool = pool_geometry(p, &conv_output_shape(c, &x.shape, &step.output.shape));
+        // The kernels take a bias (the layer's, or a folded batch norm's)
+        // and a ReLU in registers; any other step needs the full output.
+        let in_registers = matches!(
+            f.epilogue[..],
+            [] | [ir::Epilogue::Activation(ir::Activation::Relu)]
+        );
+        out.push(quote! {
+            unpooled = unpooled.max(#k::conv_pool::unpooled_scratch_len(kern, &#g, #pool, #in_registers));
+        });
+    }
+    out
+}
+
 /// Per inference step with thread-local scratch (convolutions, GEMMs), the
 /// code that raises `need` to its scratch length at `n` examples.
 fn scratch_sizes(program: &Program) -> Vec<TokenStream> {
@@ -387,11 +429,6 @@ fn scratch_sizes(program: &Program) -> Vec<TokenStream> {
             Some(Op::Conv2d(c)) => {
                 let g = conv_geometry(c, &x.shape, &step.output.shape);
                 out.push(quote!(need = need.max(#k::conv::conv2d_forward_scratch_len(kern, &#g));));
-                if let Op::Fused(ir::Fused { pool: Some(_), .. }) = op {
-                    // The convolution's output where no kernel pools it in
-                    // registers.
-                    out.push(quote!(need = need.max((#g).output_len());));
-                }
             }
             Some(Op::Linear { out: o, .. }) => {
                 let i = x.len();
