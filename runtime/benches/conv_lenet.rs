@@ -4,6 +4,12 @@
 //! the single-thread FMA peak, timed by the thread's CPU clock. The layer
 //! cases run on `KILN_BENCH_THREADS` threads (default 1).
 //!
+//! At the end, paired rounds time C1 and C3 at batch 1 (weights packed once,
+//! bias and ReLU, as generated inference runs them) with their 2×2 max pool
+//! fused (`conv2d_pool_forward_prepacked`) and unfused (the convolution,
+//! then `max_pool2d_forward`), alternated 21 times on one thread; the
+//! median of the per-round ratios is printed.
+//!
 //! Run: `cargo bench -p kiln-runtime --bench conv_lenet`.
 
 mod common;
@@ -12,10 +18,13 @@ use common::{Clock, Recorder};
 use kiln_runtime::activation::Activation;
 use kiln_runtime::kernels::conv::{
     Conv2dGeometry, ConvEpilogue, conv2d_backward_data, conv2d_backward_weight, conv2d_forward,
-    conv2d_forward_scratch_len, conv2d_forward_serial,
+    conv2d_forward_prepacked, conv2d_forward_scratch_len, conv2d_forward_serial,
+    conv2d_pack_weights, conv2d_packed_weights_len,
 };
+use kiln_runtime::kernels::conv_pool::{conv2d_pool_forward_prepacked, fuses_pool};
 use kiln_runtime::kernels::dispatch::{Kernels, kernels};
 use kiln_runtime::kernels::gemm::{Epilogue, Gemm, gemm_scratch_len, sgemm, sgemm_serial};
+use kiln_runtime::kernels::pool::{Pool2d, max_pool2d_forward};
 
 const C1: Conv2dGeometry = Conv2dGeometry::new(1, 1, 32, 32, 6, 5, 5);
 const C3: Conv2dGeometry = Conv2dGeometry::new(1, 6, 14, 14, 16, 5, 5);
@@ -161,6 +170,7 @@ fn main() {
     let threads = common::bench_threads();
     let peak1 = common::quick_peak_1t();
     common::pool(threads).install(|| run(&mut rec, threads, peak1));
+    common::pool(1).install(fused_pool_rounds);
     rec.finish();
     if let Some(r) = rec.records().iter().find(|r| r.name == "lenet5_forward_b1") {
         let ideal = LENET_FLOPS as f64 / (peak1 * 1e9);
@@ -245,5 +255,77 @@ fn run(rec: &mut Recorder, threads: usize, peak1: f64) {
                 || sgemm(&g, &x, &w, &mut y, &[Epilogue::BiasCol(&bias)]),
             );
         }
+    }
+}
+
+/// Seconds of one call of `f`, warm, over at least 20 ms of CPU time.
+fn seconds(mut f: impl FnMut()) -> f64 {
+    f();
+    let t = common::thread_cpu_time();
+    let mut calls = 0u32;
+    loop {
+        f();
+        calls += 1;
+        let spent = (common::thread_cpu_time() - t).as_secs_f64();
+        if spent >= 0.02 {
+            return spent / f64::from(calls);
+        }
+    }
+}
+
+/// C1 and C3 at batch 1 with the max pool fused and not, alternated.
+fn fused_pool_rounds() {
+    let kern = kernels();
+    println!("\nPaired rounds (21), batch 1, weights packed once: conv + 2×2 max pool");
+    for (name, g) in [("c1", C1), ("c3", C3)] {
+        let x = fill(g.input_len(), 3);
+        let w = fill(g.weight_len(), 4);
+        let bias = fill(g.c_out, 5);
+        let mut packed = vec![0.0f32; conv2d_packed_weights_len(kern, &g)];
+        conv2d_pack_weights(kern, &g, &w, &mut packed);
+        let pool = Pool2d {
+            n: 1,
+            c: g.c_out,
+            h: g.out_h(),
+            w: g.out_w(),
+            kh: 2,
+            kw: 2,
+            sh: 2,
+            sw: 2,
+            ph: 0,
+            pw: 0,
+        };
+        let epi = [
+            ConvEpilogue::Bias(&bias),
+            ConvEpilogue::Activation(Activation::Relu),
+        ];
+        let mut full = vec![0.0f32; g.output_len()];
+        let (mut y, mut yf) = (
+            vec![0.0f32; pool.output_len()],
+            vec![0.0f32; pool.output_len()],
+        );
+        let (mut unfused, mut fused) = (Vec::new(), Vec::new());
+        for _ in 0..21 {
+            unfused.push(seconds(|| {
+                conv2d_forward_prepacked(kern, &g, &x, &packed, &epi, &mut full);
+                max_pool2d_forward(&full, &mut y, pool);
+            }));
+            fused.push(seconds(|| {
+                conv2d_pool_forward_prepacked(kern, &g, pool, &x, &packed, &epi, &mut yf)
+            }));
+        }
+        assert_eq!(y, yf, "fused and unfused pooling differ");
+        let ratios: Vec<f64> = fused.iter().zip(&unfused).map(|(f, u)| f / u).collect();
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        println!(
+            "  {name}: fused {:.2} µs, unfused {:.2} µs (medians); fused / unfused = {:.2} (median of rounds; in registers: {})",
+            median(fused) * 1e6,
+            median(unfused) * 1e6,
+            median(ratios),
+            fuses_pool(kern, &g, pool, &epi)
+        );
     }
 }
