@@ -540,13 +540,14 @@ unsafe fn pool_direct_avx512_impl(
             // SAFETY: the buffers were checked above; co0 + cb ≤ c_out and
             // f0 < npos.
             unsafe {
-                match cb {
-                    1 => pool_block_avx512::<1>(s, zp, wp, post, yp, co0, f0),
-                    2 => pool_block_avx512::<2>(s, zp, wp, post, yp, co0, f0),
-                    3 => pool_block_avx512::<3>(s, zp, wp, post, yp, co0, f0),
-                    4 => pool_block_avx512::<4>(s, zp, wp, post, yp, co0, f0),
-                    5 => pool_block_avx512::<5>(s, zp, wp, post, yp, co0, f0),
-                    _ => pool_block_avx512::<6>(s, zp, wp, post, yp, co0, f0),
+                match (cb, s.kw) {
+                    (1, _) => pool_block_avx512::<1, 0>(s, zp, wp, post, yp, co0, f0),
+                    (2, _) => pool_block_avx512::<2, 0>(s, zp, wp, post, yp, co0, f0),
+                    (3, _) => pool_block_avx512::<3, 0>(s, zp, wp, post, yp, co0, f0),
+                    (4, _) => pool_block_avx512::<4, 0>(s, zp, wp, post, yp, co0, f0),
+                    (5, _) => pool_block_avx512::<5, 0>(s, zp, wp, post, yp, co0, f0),
+                    (_, 5) => pool_block_avx512::<6, 5>(s, zp, wp, post, yp, co0, f0),
+                    _ => pool_block_avx512::<6, 0>(s, zp, wp, post, yp, co0, f0),
                 }
             }
         }
@@ -634,7 +635,7 @@ unsafe fn parity_layout_avx512(s: &DirectShape, x: *const f32, z: *mut f32) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn pool_block_avx512<const CB: usize>(
+unsafe fn pool_block_avx512<const CB: usize, const KW: usize>(
     s: &DirectShape,
     z: *const f32,
     w: *const f32,
@@ -658,7 +659,8 @@ unsafe fn pool_block_avx512<const CB: usize>(
             };
             let (b0, b1) = (base(0), base(1));
             let tap0 = (c * s.kh + r) * s.kw;
-            for q in 0..s.kw {
+            // A kernel width known at compile time (KW > 0) unrolls the taps.
+            for q in 0..if KW > 0 { KW } else { s.kw } {
                 // SAFETY: each load reads sixteen floats of array (c, par,
                 // q + dx) from f0 + off·pw ≤ (rows − 1)·pw + pw − 1 + 15
                 // < zs; the weight index is below c_out·taps.
