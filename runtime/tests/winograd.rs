@@ -24,11 +24,15 @@ use kiln_runtime::kernels::winograd::{
 use kiln_runtime::reference::conv as r;
 use proptest::prelude::*;
 
-/// The error bound per unit of `Σ|w|·|x|`, per tile.
+/// The error bound per unit of `1 + Σ|w|·|x|`, per tile. F(4,3)'s
+/// transforms (entries up to 8, and 1/4, 1/6, 1/24) amplify rounding more:
+/// the NEON variant, whose fused multiply-adds fall differently, measured
+/// 1.27 × 2⁻¹⁶ on a random case under qemu (now a regression seed), so its
+/// bound is 2⁻¹⁵.
 fn tol(tile: WinogradTile) -> f32 {
     match tile {
         WinogradTile::F2 => 1.0 / (1 << 20) as f32,
-        WinogradTile::F4 => 1.0 / (1 << 16) as f32,
+        WinogradTile::F4 => 1.0 / (1 << 15) as f32,
     }
 }
 
