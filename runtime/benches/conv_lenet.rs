@@ -258,21 +258,6 @@ fn run(rec: &mut Recorder, threads: usize, peak1: f64) {
     }
 }
 
-/// Seconds of one call of `f`, warm, over at least 20 ms of CPU time.
-fn seconds(mut f: impl FnMut()) -> f64 {
-    f();
-    let t = common::thread_cpu_time();
-    let mut calls = 0u32;
-    loop {
-        f();
-        calls += 1;
-        let spent = (common::thread_cpu_time() - t).as_secs_f64();
-        if spent >= 0.02 {
-            return spent / f64::from(calls);
-        }
-    }
-}
-
 /// C1 and C3 at batch 1 with the max pool fused and not, alternated.
 fn fused_pool_rounds() {
     let kern = kernels();
@@ -306,11 +291,11 @@ fn fused_pool_rounds() {
         );
         let (mut unfused, mut fused) = (Vec::new(), Vec::new());
         for _ in 0..21 {
-            unfused.push(seconds(|| {
+            unfused.push(common::warm_seconds(|| {
                 conv2d_forward_prepacked(kern, &g, &x, &packed, &epi, &mut full);
                 max_pool2d_forward(&full, &mut y, pool);
             }));
-            fused.push(seconds(|| {
+            fused.push(common::warm_seconds(|| {
                 conv2d_pool_forward_prepacked(kern, &g, pool, &x, &packed, &epi, &mut yf)
             }));
         }

@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{Clock, Record, Recorder, thread_cpu_time};
+use common::{Clock, Record, Recorder};
 use kiln_runtime::activation::Activation;
 use kiln_runtime::kernels::conv::{
     Conv2dGeometry, ConvEpilogue, conv2d_backward_data, conv2d_backward_weight, conv2d_forward,
@@ -39,23 +39,6 @@ type Pass<'a> = (&'static str, Box<dyn FnMut() + 'a>);
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
-}
-
-/// Seconds of one call of `f`, warm: one call untimed (its operands come
-/// back into cache, its scratch is grown), then calls repeated to at least
-/// 20 ms of CPU time.
-fn seconds(mut f: impl FnMut()) -> f64 {
-    f();
-    let t = thread_cpu_time();
-    let mut calls = 0u32;
-    loop {
-        f();
-        calls += 1;
-        let spent = (thread_cpu_time() - t).as_secs_f64();
-        if spent >= 0.02 {
-            return spent / f64::from(calls);
-        }
-    }
 }
 
 /// The target of a case: 75 % for the batch-32 forward, 65 % for the
@@ -124,8 +107,8 @@ fn main() {
                 for (pass, f) in &mut passes {
                     let (mut ratios, mut times, mut base) = (vec![], vec![], vec![]);
                     for _ in 0..rounds {
-                        let ts = seconds(|| sgemm(&gm, &a, &b, &mut c, &[]));
-                        let t = seconds(&mut *f);
+                        let ts = common::warm_seconds(|| sgemm(&gm, &a, &b, &mut c, &[]));
+                        let t = common::warm_seconds(&mut *f);
                         let sgemm_rate = gm.flops() as f64 / ts;
                         ratios.push(g.flops() as f64 / t / sgemm_rate);
                         times.push(t);

@@ -365,3 +365,20 @@ pub fn pool(threads: usize) -> rayon::ThreadPool {
         .build()
         .expect("building a thread pool")
 }
+
+/// Seconds of one call of `f`, warm: one call untimed (its operands come
+/// back into cache, its scratch is grown), then calls repeated to at least
+/// 20 ms of the thread's CPU time.
+pub fn warm_seconds(mut f: impl FnMut()) -> f64 {
+    f();
+    let t = thread_cpu_time();
+    let mut calls = 0u32;
+    loop {
+        f();
+        calls += 1;
+        let spent = (thread_cpu_time() - t).as_secs_f64();
+        if spent >= 0.02 {
+            return spent / f64::from(calls);
+        }
+    }
+}
