@@ -39,6 +39,36 @@ use super::winograd::{self, WinogradKernels};
 pub type MicroKernel =
     unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool);
 
+/// A GEMM microkernel that reads A as stored rather than packed: element
+/// `(i, p)` of the `MR × kc` tile at `a + i·lda + p` (a row-major A, the
+/// `rows` kernel) or `a + p·lda + i` (a column-major A, the `cols` kernel);
+/// B packed and C as for [`MicroKernel`]. The products and their order are
+/// the packed kernel's, so are the bits. It saves packing A where a packed
+/// panel would serve only a tile or two of columns.
+///
+/// # Safety
+///
+/// `a` must be readable at every `(i, p)` with `i < MR`, `p < kc`; `b`, `c`
+/// and the CPU as for [`MicroKernel`].
+pub type StridedMicroKernel = unsafe fn(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+);
+
+/// The two [`StridedMicroKernel`]s of a variant.
+#[derive(Debug, Clone, Copy)]
+pub struct StridedMicro {
+    /// For a row-major A (`op(A) = A`).
+    pub rows: StridedMicroKernel,
+    /// For a column-major A (`op(A) = Aᵀ` of a row-major matrix).
+    pub cols: StridedMicroKernel,
+}
+
 /// A dot product of two contiguous vectors of `len` floats, summed in a
 /// fixed order (the matrix-vector path of GEMM).
 ///
@@ -106,6 +136,9 @@ pub struct Kernels {
     pub nc: usize,
     /// The GEMM microkernel.
     pub micro: MicroKernel,
+    /// The microkernels that read A unpacked, where the variant has them
+    /// (else A is always packed).
+    pub micro_strided: Option<StridedMicro>,
     /// The dot product of GEMM's matrix-vector path.
     pub dot: DotKernel,
     /// Several dot products with one vector at once.
@@ -143,6 +176,7 @@ pub static PORTABLE: Kernels = Kernels {
     mc: 64,
     nc: 2048,
     micro: gemm_micro::micro_portable,
+    micro_strided: None,
     dot: gemm_micro::dot_portable,
     dot_rows: gemm_micro::dot_rows_portable,
     max_pool_2x2: pool::max_pool_2x2_portable,
@@ -165,6 +199,10 @@ pub static AVX2: Kernels = Kernels {
     mc: 96,
     nc: 1024,
     micro: gemm_micro::micro_avx2,
+    micro_strided: Some(StridedMicro {
+        rows: gemm_micro::micro_avx2_rows,
+        cols: gemm_micro::micro_avx2_cols,
+    }),
     dot: gemm_micro::dot_avx2,
     dot_rows: conv_direct::dot_rows_avx2,
     max_pool_2x2: pool::max_pool_2x2_portable,
@@ -187,6 +225,10 @@ pub static AVX512: Kernels = Kernels {
     mc: 96,
     nc: 1024,
     micro: gemm_micro::micro_avx512,
+    micro_strided: Some(StridedMicro {
+        rows: gemm_micro::micro_avx512_rows,
+        cols: gemm_micro::micro_avx512_cols,
+    }),
     dot: gemm_micro::dot_avx512,
     dot_rows: conv_direct::dot_rows_avx512,
     max_pool_2x2: pool::max_pool_2x2_avx512,
@@ -221,6 +263,7 @@ pub static NEON: Kernels = Kernels {
     mc: NEON_MC,
     nc: NEON_NC,
     micro: gemm_micro::micro_neon,
+    micro_strided: None,
     dot: gemm_micro::dot_neon,
     dot_rows: gemm_micro::dot_rows_neon,
     max_pool_2x2: pool::max_pool_2x2_portable,

@@ -17,7 +17,7 @@
 //! `no_std`; [`sgemm`] (std) spreads over the thread pool and keeps its
 //! packing buffers in thread-local storage.
 
-use super::dispatch::{Kernels, MAX_TILE, kernels};
+use super::dispatch::{Kernels, MAX_TILE, MicroKernel, StridedMicroKernel, kernels};
 use super::pack::PackTransposeKernel;
 use crate::activation::Activation;
 
@@ -738,6 +738,10 @@ fn gemm_rows(
             scale_row(&mut c[i * ldc..i * ldc + n], g.beta);
         }
     }
+    let strided = match a {
+        AOperand::Plain(_) => strided_micro(kern, g),
+        AOperand::Packed(_) => None,
+    };
     let kc_max = k.min(kern.kc);
     let mc_max = round_up(m.min(kern.mc), mr);
     let nc_max = round_up(n.min(kern.nc), nr);
@@ -760,21 +764,44 @@ fn gemm_rows(
             let mut ic = 0;
             while ic < m {
                 let mb = (m - ic).min(kern.mc);
-                // The packed panels of rows ic .. ic + mb: packed here, or
-                // taken from the caller's fully packed A.
-                let panels: &[f32] = match a {
+                // The packed panels of rows ic .. ic + mb: packed here (unless
+                // A is read in place), or taken from the caller's packed A.
+                let packed_at = match a {
                     AOperand::Plain(a) => {
-                        pack_a_block(kern.pack_transpose, g, a, row0 + ic, mb, pc, kb, mr, pa);
-                        pa
+                        if strided.is_none() {
+                            pack_a_block(kern.pack_transpose, g, a, row0 + ic, mb, pc, kb, mr, pa);
+                        }
+                        0
                     }
-                    AOperand::Packed(p) => {
-                        let at = pc * round_up(g.m, mr) + (row0 + ic) * kb;
-                        &p[at..at + round_up(mb, mr) * kb]
-                    }
+                    AOperand::Packed(_) => pc * round_up(g.m, mr) + (row0 + ic) * kb,
                 };
                 for ir in (0..mb).step_by(mr) {
                     let mh = mr.min(mb - ir);
-                    let ap = &panels[ir * kb..ir * kb + kb * mr];
+                    let i0 = row0 + ic + ir;
+                    let panel = match (a, strided) {
+                        (AOperand::Plain(a), Some(f)) if mh == mr => {
+                            // The tile's A as stored: from its first element
+                            // to its last.
+                            let (first, last) = if g.trans_a {
+                                (pc * g.lda + i0, (pc + kb - 1) * g.lda + i0 + mr - 1)
+                            } else {
+                                (i0 * g.lda + pc, (i0 + mr - 1) * g.lda + pc + kb - 1)
+                            };
+                            Panel::Strided(f, &a[first..=last], g.lda)
+                        }
+                        (AOperand::Plain(a), Some(_)) => {
+                            // A short last panel is packed, zero-padded.
+                            pack_a_block(kern.pack_transpose, g, a, i0, mh, pc, kb, mr, pa);
+                            Panel::Packed(&pa[..kb * mr])
+                        }
+                        (AOperand::Plain(_), None) => {
+                            Panel::Packed(&pa[ir * kb..ir * kb + kb * mr])
+                        }
+                        (AOperand::Packed(p), _) => {
+                            let at = packed_at + ir * kb;
+                            Panel::Packed(&p[at..at + kb * mr])
+                        }
+                    };
                     for jr in (0..nb).step_by(nr) {
                         let nw = nr.min(nb - jr);
                         let bp = &pb[jr * kb..jr * kb + kb * nr];
@@ -783,31 +810,16 @@ fn gemm_rows(
                             let off = ci * ldc + cj;
                             let need = (mr - 1) * ldc + nr;
                             let dst = &mut c[off..off + need];
-                            // SAFETY: `ap` holds kb·mr floats, `bp` kb·nr, and
-                            // `dst` covers mr rows of nr floats ldc apart; the
-                            // variant's features were checked by the table.
+                            // SAFETY: the panel holds kb steps of mr values,
+                            // `bp` kb·nr, and `dst` covers mr rows of nr
+                            // floats ldc apart; the variant's features were
+                            // checked by the table.
                             unsafe {
-                                (kern.micro)(
-                                    kb,
-                                    ap.as_ptr(),
-                                    bp.as_ptr(),
-                                    dst.as_mut_ptr(),
-                                    ldc,
-                                    accumulate,
-                                )
+                                panel.run(kern.micro, kb, bp, dst.as_mut_ptr(), ldc, accumulate)
                             };
                         } else {
                             // SAFETY: as above, into the mr × nr stack tile.
-                            unsafe {
-                                (kern.micro)(
-                                    kb,
-                                    ap.as_ptr(),
-                                    bp.as_ptr(),
-                                    tile.as_mut_ptr(),
-                                    nr,
-                                    false,
-                                )
-                            };
+                            unsafe { panel.run(kern.micro, kb, bp, tile.as_mut_ptr(), nr, false) };
                             for i in 0..mh {
                                 let src = &tile[i * nr..i * nr + nw];
                                 let row = &mut c[(ci + i) * ldc + cj..(ci + i) * ldc + cj + nw];
@@ -833,6 +845,63 @@ fn gemm_rows(
             pc += kb;
         }
         jc += nb;
+    }
+}
+
+/// Columns of C up to which a stored A is read in place by the variant's
+/// strided microkernels instead of being packed: a packed A block serves
+/// `⌈n / NR⌉` tiles of columns, so with one or two tiles its packing costs
+/// as much as the product when A is large (ResNet's 7×7 layers at batch 1,
+/// 9.4 MB of weights for 49 or 63 columns).
+const STRIDED_MAX_TILES: usize = 2;
+
+/// The strided microkernel that reads this call's A in place, if the
+/// variant has one and the shape is worth it (no `α` to fold in, at most
+/// [`STRIDED_MAX_TILES`] tiles of columns).
+fn strided_micro(kern: &Kernels, g: &Gemm) -> Option<StridedMicroKernel> {
+    let s = kern.micro_strided?;
+    let worth = g.alpha == 1.0 && g.n <= STRIDED_MAX_TILES * kern.nr;
+    worth.then_some(if g.trans_a { s.cols } else { s.rows })
+}
+
+/// Whether the call `g` on variant `kern` reads a stored A in place (no
+/// packing) rather than packing it block by block; a caller that would pack
+/// A in advance for this one call does better to pass it as stored.
+pub fn reads_a_in_place(kern: &Kernels, g: &Gemm) -> bool {
+    strided_micro(kern, g).is_some()
+}
+
+/// One tile's A: a packed panel, or the stored matrix for a strided kernel.
+#[derive(Clone, Copy)]
+enum Panel<'p> {
+    Packed(&'p [f32]),
+    Strided(StridedMicroKernel, &'p [f32], usize),
+}
+
+impl Panel<'_> {
+    /// The tile's product into `c`.
+    ///
+    /// # Safety
+    ///
+    /// As [`MicroKernel`] for `kc` steps (a `Packed` panel holds `kc · MR`
+    /// floats; a `Strided` slice runs from the tile's first element of A to
+    /// its last) with the variant's own `micro`.
+    unsafe fn run(
+        self,
+        micro: MicroKernel,
+        kc: usize,
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            match self {
+                Panel::Packed(a) => micro(kc, a.as_ptr(), b.as_ptr(), c, ldc, accumulate),
+                Panel::Strided(f, a, lda) => f(kc, a.as_ptr(), lda, b.as_ptr(), c, ldc, accumulate),
+            }
+        }
     }
 }
 

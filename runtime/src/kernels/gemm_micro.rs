@@ -141,6 +141,108 @@ unsafe fn micro_avx2_impl<const MR: usize>(
     }
 }
 
+/// [`micro_avx2`] reading A unpacked from a row-major matrix (see
+/// [`micro_avx512_rows`]).
+///
+/// # Safety
+///
+/// As [`super::dispatch::StridedMicroKernel`] with `MR = 6`, `NR = 16`; the
+/// CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn micro_avx2_rows(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { micro_avx2_strided::<true>(kc, a, lda, b, c, ldc, accumulate) }
+}
+
+/// [`micro_avx2`] reading A unpacked from a column-major matrix (see
+/// [`micro_avx512_cols`]).
+///
+/// # Safety
+///
+/// As [`super::dispatch::StridedMicroKernel`] with `MR = 6`, `NR = 16`; the
+/// CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn micro_avx2_cols(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { micro_avx2_strided::<false>(kc, a, lda, b, c, ldc, accumulate) }
+}
+
+/// The strided AVX2 microkernels: element `(i, p)` of A at `a + i·lda + p`
+/// when `ROWS`, else at `a + p·lda + i`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn micro_avx2_strided<const ROWS: bool>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    use core::arch::x86_64::*;
+    const MR: usize = AVX2_MR;
+    for i in 0..MR {
+        let row = c.wrapping_add(i * ldc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(63));
+    }
+    let (row_step, depth_step) = if ROWS { (lda, 1) } else { (1, lda) };
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut a = a;
+    let mut b = b;
+    for _ in 0..kc {
+        // SAFETY: p < kc and i < MR, so the reads stay inside A's tile and
+        // B's packed panel (contract).
+        unsafe {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            if !ROWS {
+                // The 6 values of a step ahead span at most two lines.
+                let ahead = a.wrapping_add(PF_A_STEPS * lda) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(4 * (MR - 1)));
+            }
+            for i in 0..MR {
+                let ai = _mm256_broadcast_ss(&*a.add(i * row_step));
+                acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+            }
+            a = a.add(depth_step);
+            b = b.add(16);
+        }
+    }
+    for i in 0..MR {
+        // SAFETY: row i of the tile is writable for 16 floats (contract).
+        unsafe {
+            let row = c.add(i * ldc);
+            let (mut r0, mut r1) = (acc[i][0], acc[i][1]);
+            if accumulate {
+                r0 = _mm256_add_ps(r0, _mm256_loadu_ps(row));
+                r1 = _mm256_add_ps(r1, _mm256_loadu_ps(row.add(8)));
+            }
+            _mm256_storeu_ps(row, r0);
+            _mm256_storeu_ps(row.add(8), r1);
+        }
+    }
+}
+
 /// How far ahead (in floats of packed B) the AVX-512 microkernel
 /// prefetches: 32 depth steps, 4 KiB. Chosen by the interleaved sweep of
 /// `examples/gemm_blocking.rs` at 1024³ (31 rounds: 86.3 % of the FMA peak
@@ -234,6 +336,121 @@ unsafe fn micro_avx512_impl<const MR: usize, const PF: usize>(
                 acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
             }
             a = a.add(MR);
+            b = b.add(32);
+        }
+    }
+    for i in 0..MR {
+        // SAFETY: row i of the tile is writable for 32 floats (contract).
+        unsafe {
+            let row = c.add(i * ldc);
+            let (mut r0, mut r1) = (acc[i][0], acc[i][1]);
+            if accumulate {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(row));
+                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(row.add(16)));
+            }
+            _mm512_storeu_ps(row, r0);
+            _mm512_storeu_ps(row.add(16), r1);
+        }
+    }
+}
+
+/// How many depth steps ahead [`micro_avx512_cols`] prefetches its A
+/// values: a column-major A's steps lie a whole row of the matrix apart, so
+/// no hardware prefetcher follows them.
+#[cfg(target_arch = "x86_64")]
+const PF_A_STEPS: usize = 24;
+
+/// [`micro_avx512`] reading A unpacked from a row-major matrix: row `i` of
+/// the tile at `a + i·lda`, depth step `p` at offset `p` of each row (the
+/// forward convolution's weights, `c_out × k`). Same products in the same
+/// order as the packed kernel, so the same bits.
+///
+/// # Safety
+///
+/// As [`super::dispatch::StridedMicroKernel`] with `MR = 12`, `NR = 32`;
+/// the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn micro_avx512_rows(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { micro_avx512_strided::<true>(kc, a, lda, b, c, ldc, accumulate) }
+}
+
+/// [`micro_avx512`] reading A unpacked from a column-major matrix: depth
+/// step `p` of the tile is the 12 contiguous values at `a + p·lda` (the
+/// backward-data convolution's `Wᵀ`, whose rows are the weights' columns).
+/// Same products in the same order as the packed kernel, so the same bits.
+///
+/// # Safety
+///
+/// As [`super::dispatch::StridedMicroKernel`] with `MR = 12`, `NR = 32`;
+/// the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn micro_avx512_cols(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded contract; the dispatch table checked the features.
+    unsafe { micro_avx512_strided::<false>(kc, a, lda, b, c, ldc, accumulate) }
+}
+
+/// The strided AVX-512 microkernels: element `(i, p)` of A at
+/// `a + i·lda + p` when `ROWS`, else at `a + p·lda + i`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_avx512_strided<const ROWS: bool>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    use core::arch::x86_64::*;
+    const MR: usize = AVX512_MR;
+    for i in 0..MR {
+        let row = c.wrapping_add(i * ldc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
+    }
+    let (row_step, depth_step) = if ROWS { (lda, 1) } else { (1, lda) };
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut a = a;
+    let mut b = b;
+    for _ in 0..kc {
+        // SAFETY: p < kc and i < MR, so the reads stay inside A's tile and
+        // B's packed panel (contract).
+        unsafe {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            let ahead = b.wrapping_add(PF_B) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(ahead);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+            if !ROWS {
+                // The 12 values of a step ahead span at most two lines.
+                let ahead = a.wrapping_add(PF_A_STEPS * lda) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(4 * (MR - 1)));
+            }
+            for i in 0..MR {
+                let ai = _mm512_set1_ps(*a.add(i * row_step));
+                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+            }
+            a = a.add(depth_step);
             b = b.add(32);
         }
     }

@@ -5,7 +5,7 @@
 use super::forward::{im2col_rows, valid_range};
 use super::{
     Conv2dGeometry, GemmA, Mm, Weights, check_len, col_len, direct_scratch_len, direct_shape,
-    packed_weights_len, pad_direct_input, prepare_weights, uses_direct,
+    packed_weights_len, pad_direct_input, pass_weights, uses_direct,
 };
 use crate::kernels::conv_direct::{self, DirectPost, DirectShape};
 use crate::kernels::dispatch::Kernels;
@@ -280,6 +280,27 @@ pub fn conv2d_backward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize 
             .max(gemm_scratch_len_with(kern, &gs))
 }
 
+/// Output rows per chunk of backward-data's column matrix.
+fn backward_data_rows(g: &Conv2dGeometry) -> usize {
+    (BACKWARD_DATA_POSITIONS / g.out_w()).max(1)
+}
+
+/// Backward-data's largest GEMM of one image and group (`W_gᵀ` times a
+/// chunk of the output gradient's positions, or the whole plane for a
+/// plain product).
+fn backward_data_gemm(g: &Conv2dGeometry) -> Gemm {
+    let (k, cog, plane) = (g.col_rows(), g.c_out / g.groups, g.out_h() * g.out_w());
+    if g.is_plain_product() {
+        Gemm::new(k, plane, cog).transpose_a()
+    } else {
+        let positions = backward_data_rows(g).min(g.out_h()) * g.out_w();
+        Gemm {
+            ldb: plane,
+            ..Gemm::new(k, positions, cog).transpose_a()
+        }
+    }
+}
+
 /// One image of backward-data: `dx` (one image) from `dy` (one image).
 fn backward_data_image(
     kern: &Kernels,
@@ -315,7 +336,7 @@ fn backward_data_image(
             // writes it and the col2im that adds it into dx.
             dx[grp * cig * hw..(grp + 1) * cig * hw].fill(0.0);
             let ow = g.out_w();
-            let rows_per = (BACKWARD_DATA_POSITIONS / ow).max(1);
+            let rows_per = backward_data_rows(g);
             let mut oy = 0;
             while oy < g.out_h() {
                 let rows = oy..(oy + rows_per).min(g.out_h());
@@ -365,7 +386,7 @@ pub fn conv2d_backward_data_serial(
     }
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
     let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, true));
-    let wts = prepare_weights(kern, g, w, true, pw);
+    let wts = pass_weights(kern, g, w, true, &backward_data_gemm(g), pw);
     let (col, pack) = rest.split_at_mut(col_len(g));
     let mut mm = Mm::Serial(pack);
     for img in 0..g.n {
@@ -406,7 +427,7 @@ pub fn conv2d_backward_data(
     let dx = &mut dx[..g.input_len()];
     let work = g.flops() / 2;
     with_scratch(Slot::Weights, packed_weights_len(kern, g, true), |pw| {
-        let wts = prepare_weights(kern, g, w, true, pw);
+        let wts = pass_weights(kern, g, w, true, &backward_data_gemm(g), pw);
         if g.n > 1 && worth_parallel(work) {
             let len = conv2d_backward_scratch_len(kern, g);
             for_each_chunk_mut(dx, in_img, work, |img, dxi| {

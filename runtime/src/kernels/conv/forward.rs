@@ -4,15 +4,15 @@
 //! advance.
 
 use super::{
-    Conv2dGeometry, ConvEpilogue, GemmA, MAX_EPILOGUE, Mm, Weights, apply_epilogue_in_place,
+    Conv2dGeometry, ConvEpilogue, MAX_EPILOGUE, Mm, Weights, apply_epilogue_in_place,
     channel_epilogue, check_conv_epilogue, check_len, col_len, direct_post, direct_scratch_len,
-    direct_shape, gemm_epilogue, packed_weights_len, packs_weights, pad_direct_input,
+    direct_shape, gemm_epilogue, packed_weights_len, packs_weights, pad_direct_input, pass_weights,
     prepare_weights, uses_channel_lanes, uses_direct, uses_winograd, uses_winograd_per_call,
     weight_gemm,
 };
 use crate::kernels::conv_direct_channels;
 use crate::kernels::dispatch::Kernels;
-use crate::kernels::gemm::{AOperand, Epilogue, Gemm, PackB, gemm_scratch_len_with, packed_a_len};
+use crate::kernels::gemm::{Epilogue, Gemm, PackB, gemm_scratch_len_with, packed_a_len};
 use crate::kernels::winograd;
 
 /// Scratch of the direct forward pass given OIHW weights: the tap-major
@@ -45,10 +45,10 @@ pub(in crate::kernels) fn direct_weights<'a>(
         conv_direct_channels::channel_major_weights(&direct_shape(g), w, buf);
         Weights {
             channel_major: true,
-            ..plain_weights(g, buf)
+            ..Weights::stored(g, buf)
         }
     } else {
-        plain_weights(g, w)
+        Weights::stored(g, w)
     }
 }
 
@@ -435,9 +435,7 @@ fn forward_image(
         let n_ext = g.out_h() * wp;
         let gm = forward_gemm(g);
         for grp in 0..g.groups {
-            let GemmA::Packed(pa) = w.group(grp) else {
-                unreachable!("forward_image: the shifted path packs its weights")
-            };
+            let a = w.group(grp).operand();
             let b = ShiftedB {
                 x: &xp[grp * cig * hp * wp..],
                 plane: hp * wp,
@@ -445,7 +443,7 @@ fn forward_image(
                 g,
             };
             let yg = &mut yext[..cog * n_ext];
-            mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &[]);
+            mm.run_custom(kern, &gm, a, &b, yg, &[]);
             store_extended(g, yg, n_ext, wp, y, epilogue, img, grp * cog, cog);
         }
         return;
@@ -457,9 +455,10 @@ fn forward_image(
         if g.is_plain_product() {
             let b = &x[grp * cig * hw..(grp + 1) * cig * hw];
             mm.run(kern, &gm, w.group(grp), b, yg, &steps[..used]);
-        } else if let (GemmA::Packed(pa), false) = (w.group(grp), is_strided_1x1(g)) {
+        } else if packs_weights(g) && !is_strided_1x1(g) {
+            // Packed, or stored for a GEMM that reads them in place.
             let b = Im2colB { g, x, grp };
-            mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, yg, &steps[..used]);
+            mm.run_custom(kern, &gm, w.group(grp).operand(), &b, yg, &steps[..used]);
         } else {
             im2col(g, x, grp, col);
             mm.run(kern, &gm, w.group(grp), col, yg, &steps[..used]);
@@ -486,9 +485,6 @@ fn forward_folded(
 ) {
     let plane = g.out_h() * g.out_w();
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * plane);
-    let GemmA::Packed(pa) = w.group(0) else {
-        unreachable!("forward_folded: every entry point packs the weights of a folded GEMM")
-    };
     let (hp, wp) = padded_dims(g);
     let pimg = g.c_in * hp * wp;
     let (xp, c) = c.split_at_mut(fold_images(g) * pimg);
@@ -499,7 +495,7 @@ fn forward_folded(
     let gm = Gemm::new(g.c_out, k * plane, g.col_rows());
     let b = FoldedB { x: xp, pimg, g };
     let c = &mut c[..g.c_out * k * plane];
-    mm.run_custom(kern, &gm, AOperand::Packed(pa), &b, c, &[]);
+    mm.run_custom(kern, &gm, w.group(0).operand(), &b, c, &[]);
     for i in 0..k {
         let img = img0 + i;
         let yi = &mut y[img * out_img..(img + 1) * out_img];
@@ -617,18 +613,8 @@ pub fn conv2d_forward_serial(
         return forward_serial_with(kern, g, x, wts, epilogue, y, rest);
     }
     let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, false));
-    let wts = prepare_weights(kern, g, w, false, pw);
+    let wts = pass_weights(kern, g, w, false, &forward_gemm(g), pw);
     forward_serial_with(kern, g, x, wts, epilogue, y, rest);
-}
-
-/// The weights as stored, for the paths that do not pack them.
-fn plain_weights<'a>(g: &Conv2dGeometry, w: &'a [f32]) -> Weights<'a> {
-    Weights {
-        data: w,
-        packed: false,
-        group_len: (g.c_out / g.groups) * g.col_rows(),
-        channel_major: false,
-    }
 }
 
 /// The forward pass on this thread with the weights prepared.
@@ -714,7 +700,7 @@ pub fn conv2d_forward_gemm(
         });
     }
     with_scratch(Slot::Weights, packed_weights_len(kern, g, false), |pw| {
-        let wts = prepare_weights(kern, g, w, false, pw);
+        let wts = pass_weights(kern, g, w, false, &forward_gemm(g), pw);
         forward_threaded_with(kern, g, x, wts, epilogue, y);
     });
 }
@@ -837,7 +823,7 @@ pub(in crate::kernels) fn packed_view<'a>(
     if uses_direct(kern, g) || !packs_weights(g) {
         Weights {
             channel_major: uses_channel_lanes(kern, g),
-            ..plain_weights(g, packed)
+            ..Weights::stored(g, packed)
         }
     } else {
         Weights {

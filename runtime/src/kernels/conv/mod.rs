@@ -62,7 +62,7 @@ use super::conv_direct::{self, DirectPost, DirectShape};
 use super::conv_direct_channels;
 use super::dispatch::Kernels;
 use super::gemm::{
-    AOperand, Epilogue, Gemm, PackB, apply_activation, pack_a, packed_a_len,
+    AOperand, Epilogue, Gemm, PackB, apply_activation, pack_a, packed_a_len, reads_a_in_place,
     sgemm_custom_serial_with, sgemm_packed_serial_with, sgemm_serial_with,
 };
 use super::winograd;
@@ -598,7 +598,27 @@ pub(super) struct Weights<'a> {
     channel_major: bool,
 }
 
+impl<'a> GemmA<'a> {
+    /// The operand of the blocked product.
+    fn operand(self) -> AOperand<'a> {
+        match self {
+            GemmA::Plain(a) => AOperand::Plain(a),
+            GemmA::Packed(a) => AOperand::Packed(a),
+        }
+    }
+}
+
 impl<'a> Weights<'a> {
+    /// The weights as stored (OIHW), unpacked.
+    fn stored(g: &Conv2dGeometry, w: &'a [f32]) -> Self {
+        Weights {
+            data: w,
+            packed: false,
+            group_len: (g.c_out / g.groups) * g.col_rows(),
+            channel_major: false,
+        }
+    }
+
     fn group(&self, grp: usize) -> GemmA<'a> {
         let at = grp * self.group_len;
         let slice = &self.data[at..at + self.group_len];
@@ -677,6 +697,26 @@ fn packed_weights_len(kern: &Kernels, g: &Conv2dGeometry, backward: bool) -> usi
     }
 }
 
+/// The weights of one call of a pass whose GEMM (per image and group) is
+/// `gm`: as stored where that GEMM reads A in place ([`reads_a_in_place`])
+/// and there is one image, so that a packing would serve that one product
+/// alone; else packed into `out` by [`prepare_weights`]. ResNet's 7×7
+/// layers at batch 1 multiply 9.4 MB of weights by 49 or 63 columns, and
+/// packing them costs as much as the product.
+fn pass_weights<'a>(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    w: &'a [f32],
+    backward: bool,
+    gm: &Gemm,
+    out: &'a mut [f32],
+) -> Weights<'a> {
+    if g.n == 1 && packs_weights(g) && reads_a_in_place(kern, gm) {
+        return Weights::stored(g, w);
+    }
+    prepare_weights(kern, g, w, backward, out)
+}
+
 /// Packs every group's weights into `out` when [`packs_weights`], and says
 /// where the GEMMs find them.
 fn prepare_weights<'a>(
@@ -689,12 +729,7 @@ fn prepare_weights<'a>(
     let gm = weight_gemm(g, backward);
     let per = (g.c_out / g.groups) * g.col_rows();
     if !packs_weights(g) {
-        return Weights {
-            data: w,
-            packed: false,
-            group_len: per,
-            channel_major: false,
-        };
+        return Weights::stored(g, w);
     }
     let len = packed_a_len(kern, &gm);
     for grp in 0..g.groups {
