@@ -218,6 +218,9 @@ unsafe fn micro_avx2_strided<const ROWS: bool>(
                 let ahead = a.wrapping_add(PF_A_STEPS * lda) as *const i8;
                 _mm_prefetch::<_MM_HINT_T0>(ahead);
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(4 * (MR - 1)));
+                let far = a.wrapping_add(PF_A_FAR_STEPS * lda) as *const i8;
+                _mm_prefetch::<_MM_HINT_T1>(far);
+                _mm_prefetch::<_MM_HINT_T1>(far.wrapping_add(4 * (MR - 1)));
             }
             for i in 0..MR {
                 let ai = _mm256_broadcast_ss(&*a.add(i * row_step));
@@ -355,10 +358,16 @@ unsafe fn micro_avx512_impl<const MR: usize, const PF: usize>(
 }
 
 /// How many depth steps ahead [`micro_avx512_cols`] prefetches its A
-/// values: a column-major A's steps lie a whole row of the matrix apart, so
-/// no hardware prefetcher follows them.
+/// values into L1, and (`PF_A_FAR_STEPS`) into L2: a column-major A's steps
+/// lie a whole row of the matrix apart, so no hardware prefetcher follows
+/// them. Chosen by `conv_targets`' backward-data at 512@7, batch 1, three
+/// binaries alternated three times (19:58-20:05): 24 steps into L1 only
+/// 48.4-56.6 % of SGEMM; 12 and 64 steps 52.9-61.1 %; 16 and 128 50.0-53.3 %.
 #[cfg(target_arch = "x86_64")]
-const PF_A_STEPS: usize = 24;
+const PF_A_STEPS: usize = 12;
+/// See [`PF_A_STEPS`].
+#[cfg(target_arch = "x86_64")]
+const PF_A_FAR_STEPS: usize = 64;
 
 /// [`micro_avx512`] reading A unpacked from a row-major matrix: row `i` of
 /// the tile at `a + i·lda`, depth step `p` at offset `p` of each row (the
@@ -444,6 +453,9 @@ unsafe fn micro_avx512_strided<const ROWS: bool>(
                 let ahead = a.wrapping_add(PF_A_STEPS * lda) as *const i8;
                 _mm_prefetch::<_MM_HINT_T0>(ahead);
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(4 * (MR - 1)));
+                let far = a.wrapping_add(PF_A_FAR_STEPS * lda) as *const i8;
+                _mm_prefetch::<_MM_HINT_T1>(far);
+                _mm_prefetch::<_MM_HINT_T1>(far.wrapping_add(4 * (MR - 1)));
             }
             for i in 0..MR {
                 let ai = _mm512_set1_ps(*a.add(i * row_step));
