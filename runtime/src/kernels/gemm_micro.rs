@@ -66,6 +66,31 @@ pub unsafe fn micro_portable(
     }
 }
 
+/// A microkernel's A tile packed: depth step `p` is the `MR` values at
+/// `a + p·MR`.
+#[cfg(target_arch = "x86_64")]
+const PACKED: u8 = 0;
+/// A microkernel's A tile stored row-major: element `(i, p)` at
+/// `a + i·lda + p`.
+#[cfg(target_arch = "x86_64")]
+const ROWS: u8 = 1;
+/// A microkernel's A tile stored column-major: element `(i, p)` at
+/// `a + p·lda + i`.
+#[cfg(target_arch = "x86_64")]
+const COLS: u8 = 2;
+
+/// The distance between rows and between depth steps of an A tile laid out
+/// as `A` says.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+const fn steps<const A: u8>(mr: usize, lda: usize) -> (usize, usize) {
+    match A {
+        ROWS => (lda, 1),
+        COLS => (1, lda),
+        _ => (1, mr),
+    }
+}
+
 /// Rows of the AVX2 micro-tile.
 #[cfg(target_arch = "x86_64")]
 pub const AVX2_MR: usize = 6;
@@ -89,56 +114,7 @@ pub unsafe fn micro_avx2(
     accumulate: bool,
 ) {
     // SAFETY: forwarded contract; the dispatch table checked the features.
-    unsafe { micro_avx2_impl::<AVX2_MR>(kc, a, b, c, ldc, accumulate) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2_impl<const MR: usize>(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
-    use core::arch::x86_64::*;
-    // Ask for the C tile now (see the AVX-512 kernel).
-    for i in 0..MR {
-        let row = c.wrapping_add(i * ldc) as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(row);
-        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(63));
-    }
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let mut a = a;
-    let mut b = b;
-    for _ in 0..kc {
-        // SAFETY: p < kc, so the reads stay inside the packed panels.
-        unsafe {
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
-            for i in 0..MR {
-                let ai = _mm256_broadcast_ss(&*a.add(i));
-                acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
-            }
-            a = a.add(MR);
-            b = b.add(16);
-        }
-    }
-    for i in 0..MR {
-        // SAFETY: row i of the tile is writable for 16 floats (contract).
-        unsafe {
-            let row = c.add(i * ldc);
-            let (mut r0, mut r1) = (acc[i][0], acc[i][1]);
-            if accumulate {
-                r0 = _mm256_add_ps(r0, _mm256_loadu_ps(row));
-                r1 = _mm256_add_ps(r1, _mm256_loadu_ps(row.add(8)));
-            }
-            _mm256_storeu_ps(row, r0);
-            _mm256_storeu_ps(row.add(8), r1);
-        }
-    }
+    unsafe { micro_avx2_impl::<AVX2_MR, PACKED>(kc, a, AVX2_MR, b, c, ldc, accumulate) }
 }
 
 /// [`micro_avx2`] reading A unpacked from a row-major matrix (see
@@ -159,7 +135,7 @@ pub unsafe fn micro_avx2_rows(
     accumulate: bool,
 ) {
     // SAFETY: forwarded contract; the dispatch table checked the features.
-    unsafe { micro_avx2_strided::<true>(kc, a, lda, b, c, ldc, accumulate) }
+    unsafe { micro_avx2_impl::<AVX2_MR, ROWS>(kc, a, lda, b, c, ldc, accumulate) }
 }
 
 /// [`micro_avx2`] reading A unpacked from a column-major matrix (see
@@ -180,14 +156,14 @@ pub unsafe fn micro_avx2_cols(
     accumulate: bool,
 ) {
     // SAFETY: forwarded contract; the dispatch table checked the features.
-    unsafe { micro_avx2_strided::<false>(kc, a, lda, b, c, ldc, accumulate) }
+    unsafe { micro_avx2_impl::<AVX2_MR, COLS>(kc, a, lda, b, c, ldc, accumulate) }
 }
 
-/// The strided AVX2 microkernels: element `(i, p)` of A at `a + i·lda + p`
-/// when `ROWS`, else at `a + p·lda + i`.
+/// The AVX2 microkernels, A laid out as `A` says ([`PACKED`], [`ROWS`] or
+/// [`COLS`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2_strided<const ROWS: bool>(
+unsafe fn micro_avx2_impl<const MR: usize, const A: u8>(
     kc: usize,
     a: *const f32,
     lda: usize,
@@ -197,13 +173,13 @@ unsafe fn micro_avx2_strided<const ROWS: bool>(
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
-    const MR: usize = AVX2_MR;
+    // Ask for the C tile now (see the AVX-512 kernel).
     for i in 0..MR {
         let row = c.wrapping_add(i * ldc) as *const i8;
         _mm_prefetch::<_MM_HINT_T0>(row);
         _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(63));
     }
-    let (row_step, depth_step) = if ROWS { (lda, 1) } else { (1, lda) };
+    let (row_step, depth_step) = steps::<A>(MR, lda);
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let mut a = a;
     let mut b = b;
@@ -213,7 +189,7 @@ unsafe fn micro_avx2_strided<const ROWS: bool>(
         unsafe {
             let b0 = _mm256_loadu_ps(b);
             let b1 = _mm256_loadu_ps(b.add(8));
-            if !ROWS {
+            if A == COLS {
                 // The 6 values of a step ahead span at most two lines.
                 let ahead = a.wrapping_add(PF_A_STEPS * lda) as *const i8;
                 _mm_prefetch::<_MM_HINT_T0>(ahead);
@@ -276,7 +252,7 @@ pub unsafe fn micro_avx512(
     accumulate: bool,
 ) {
     // SAFETY: forwarded contract; the dispatch table checked the features.
-    unsafe { micro_avx512_impl::<AVX512_MR, PF_B>(kc, a, b, c, ldc, accumulate) }
+    unsafe { micro_avx512_impl::<AVX512_MR, PF_B, PACKED>(kc, a, AVX512_MR, b, c, ldc, accumulate) }
 }
 
 /// [`micro_avx512`] with B prefetched `PF` floats ahead (0: not at all),
@@ -295,66 +271,7 @@ pub unsafe fn micro_avx512_prefetch<const PF: usize>(
     accumulate: bool,
 ) {
     // SAFETY: forwarded contract; the caller checked the features.
-    unsafe { micro_avx512_impl::<AVX512_MR, PF>(kc, a, b, c, ldc, accumulate) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512_impl<const MR: usize, const PF: usize>(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
-    use core::arch::x86_64::*;
-    // Ask for the C tile now: its rows lie `ldc` apart and miss the cache
-    // when C is large; the depth loop hides the latency. A prefetch never
-    // faults.
-    for i in 0..MR {
-        let row = c.wrapping_add(i * ldc) as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(row);
-        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
-    }
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    let mut a = a;
-    let mut b = b;
-    for _ in 0..kc {
-        // SAFETY: p < kc, so the reads stay inside the packed panels.
-        unsafe {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            // B streams from L2 (the A panel stays in L1): ask for the
-            // lines PF_B floats ahead, across the panel's end into the next
-            // one's, which the caller packs right after. Never faults.
-            if PF > 0 {
-                let ahead = b.wrapping_add(PF) as *const i8;
-                _mm_prefetch::<_MM_HINT_T0>(ahead);
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-            }
-            for i in 0..MR {
-                let ai = _mm512_set1_ps(*a.add(i));
-                acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
-            }
-            a = a.add(MR);
-            b = b.add(32);
-        }
-    }
-    for i in 0..MR {
-        // SAFETY: row i of the tile is writable for 32 floats (contract).
-        unsafe {
-            let row = c.add(i * ldc);
-            let (mut r0, mut r1) = (acc[i][0], acc[i][1]);
-            if accumulate {
-                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(row));
-                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(row.add(16)));
-            }
-            _mm512_storeu_ps(row, r0);
-            _mm512_storeu_ps(row.add(16), r1);
-        }
-    }
+    unsafe { micro_avx512_impl::<AVX512_MR, PF, PACKED>(kc, a, AVX512_MR, b, c, ldc, accumulate) }
 }
 
 /// How many depth steps ahead [`micro_avx512_cols`] prefetches its A
@@ -389,7 +306,7 @@ pub unsafe fn micro_avx512_rows(
     accumulate: bool,
 ) {
     // SAFETY: forwarded contract; the dispatch table checked the features.
-    unsafe { micro_avx512_strided::<true>(kc, a, lda, b, c, ldc, accumulate) }
+    unsafe { micro_avx512_impl::<AVX512_MR, PF_B, ROWS>(kc, a, lda, b, c, ldc, accumulate) }
 }
 
 /// [`micro_avx512`] reading A unpacked from a column-major matrix: depth
@@ -412,14 +329,14 @@ pub unsafe fn micro_avx512_cols(
     accumulate: bool,
 ) {
     // SAFETY: forwarded contract; the dispatch table checked the features.
-    unsafe { micro_avx512_strided::<false>(kc, a, lda, b, c, ldc, accumulate) }
+    unsafe { micro_avx512_impl::<AVX512_MR, PF_B, COLS>(kc, a, lda, b, c, ldc, accumulate) }
 }
 
-/// The strided AVX-512 microkernels: element `(i, p)` of A at
-/// `a + i·lda + p` when `ROWS`, else at `a + p·lda + i`.
+/// The AVX-512F microkernels, A laid out as `A` says ([`PACKED`], [`ROWS`]
+/// or [`COLS`]) and B prefetched `PF` floats ahead (0: not at all).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512_strided<const ROWS: bool>(
+unsafe fn micro_avx512_impl<const MR: usize, const PF: usize, const A: u8>(
     kc: usize,
     a: *const f32,
     lda: usize,
@@ -429,13 +346,15 @@ unsafe fn micro_avx512_strided<const ROWS: bool>(
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
-    const MR: usize = AVX512_MR;
+    // Ask for the C tile now: its rows lie `ldc` apart and miss the cache
+    // when C is large; the depth loop hides the latency. A prefetch never
+    // faults.
     for i in 0..MR {
         let row = c.wrapping_add(i * ldc) as *const i8;
         _mm_prefetch::<_MM_HINT_T0>(row);
         _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64));
     }
-    let (row_step, depth_step) = if ROWS { (lda, 1) } else { (1, lda) };
+    let (row_step, depth_step) = steps::<A>(MR, lda);
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     let mut a = a;
     let mut b = b;
@@ -445,10 +364,15 @@ unsafe fn micro_avx512_strided<const ROWS: bool>(
         unsafe {
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
-            let ahead = b.wrapping_add(PF_B) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(ahead);
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
-            if !ROWS {
+            // B streams from L2 (the A panel stays in L1): ask for the
+            // lines PF floats ahead, across the panel's end into the next
+            // one's, which the caller packs right after. Never faults.
+            if PF > 0 {
+                let ahead = b.wrapping_add(PF) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
+            }
+            if A == COLS {
                 // The 12 values of a step ahead span at most two lines.
                 let ahead = a.wrapping_add(PF_A_STEPS * lda) as *const i8;
                 _mm_prefetch::<_MM_HINT_T0>(ahead);
