@@ -295,6 +295,60 @@ fn fused_serial(
     }
 }
 
+/// The weights an entry point was given: as stored (OIHW), or packed in
+/// advance by [`conv::conv2d_pack_weights`].
+#[derive(Clone, Copy)]
+enum Given<'a> {
+    Stored(&'a [f32]),
+    Packed(&'a [f32]),
+}
+
+/// The serial entry points' one body.
+#[allow(clippy::too_many_arguments)]
+fn forward_serial(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    pool: PoolWindows,
+    x: &[f32],
+    given: Given<'_>,
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let p = check(g, pool, x, epilogue, y);
+    let need = match given {
+        Given::Stored(w) => {
+            conv::check_len("weight", w.len(), g.weight_len());
+            conv2d_pool_forward_scratch_len(kern, g, pool, epilogue)
+        }
+        Given::Packed(_) => conv2d_pool_forward_prepacked_scratch_len(kern, g, pool, epilogue),
+    };
+    conv::check_len("scratch", scratch.len(), need);
+    let y = &mut y[..p.output_len()];
+    let Some(how) = fused(kern, g, pool, epilogue) else {
+        let (full, rest) = scratch.split_at_mut(g.output_len());
+        match given {
+            Given::Stored(w) => conv::conv2d_forward_serial(kern, g, x, w, epilogue, full, rest),
+            Given::Packed(pk) => {
+                conv::conv2d_forward_prepacked_serial(kern, g, x, pk, epilogue, full, rest)
+            }
+        }
+        return pool::max_pool2d_forward(full, y, p);
+    };
+    let post = conv::direct_post(epilogue).0;
+    match given {
+        Given::Stored(w) => {
+            let (wt, rest) = scratch.split_at_mut(conv::direct_weights_len(kern, g));
+            let wts = conv::direct_weights(kern, g, w, wt);
+            fused_serial(kern, g, how, x, wts, post, y, rest);
+        }
+        Given::Packed(pk) => {
+            let wts = conv::packed_view(kern, g, pk);
+            fused_serial(kern, g, how, x, wts, post, y, scratch);
+        }
+    }
+}
+
 /// `y = max_pool(epilogue(conv(x, w)))` on the calling thread,
 /// allocation-free, with `scratch` of at least
 /// [`conv2d_pool_forward_scratch_len`] floats. The same bits as
@@ -316,28 +370,8 @@ pub fn conv2d_pool_forward_serial(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let pool = pool.into();
-    let p = check(g, pool, x, epilogue, y);
-    conv::check_len("weight", w.len(), g.weight_len());
-    conv::check_len(
-        "scratch",
-        scratch.len(),
-        conv2d_pool_forward_scratch_len(kern, g, pool, epilogue),
-    );
-    let y = &mut y[..p.output_len()];
-    match fused(kern, g, pool, epilogue) {
-        Some(how) => {
-            let (wt, rest) = scratch.split_at_mut(conv::direct_weights_len(kern, g));
-            let wts = conv::direct_weights(kern, g, w, wt);
-            let post = conv::direct_post(epilogue).0;
-            fused_serial(kern, g, how, x, wts, post, y, rest);
-        }
-        None => {
-            let (full, rest) = scratch.split_at_mut(g.output_len());
-            conv::conv2d_forward_serial(kern, g, x, w, epilogue, full, rest);
-            pool::max_pool2d_forward(full, y, p);
-        }
-    }
+    let given = Given::Stored(w);
+    forward_serial(kern, g, pool.into(), x, given, epilogue, y, scratch);
 }
 
 /// [`conv2d_pool_forward_serial`] with weights packed in advance by
@@ -359,26 +393,8 @@ pub fn conv2d_pool_forward_prepacked_serial(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let pool = pool.into();
-    let p = check(g, pool, x, epilogue, y);
-    conv::check_len(
-        "scratch",
-        scratch.len(),
-        conv2d_pool_forward_prepacked_scratch_len(kern, g, pool, epilogue),
-    );
-    let y = &mut y[..p.output_len()];
-    match fused(kern, g, pool, epilogue) {
-        Some(how) => {
-            let wts = conv::packed_view(kern, g, packed);
-            let post = conv::direct_post(epilogue).0;
-            fused_serial(kern, g, how, x, wts, post, y, scratch);
-        }
-        None => {
-            let (full, rest) = scratch.split_at_mut(g.output_len());
-            conv::conv2d_forward_prepacked_serial(kern, g, x, packed, epilogue, full, rest);
-            pool::max_pool2d_forward(full, y, p);
-        }
-    }
+    let given = Given::Packed(packed);
+    forward_serial(kern, g, pool.into(), x, given, epilogue, y, scratch);
 }
 
 /// The fused path over the thread pool: images in parallel when the work
@@ -406,6 +422,45 @@ fn fused_threaded(
     });
 }
 
+/// The threaded entry points' one body.
+#[cfg(feature = "std")]
+fn forward_threaded(
+    kern: &Kernels,
+    g: &Conv2dGeometry,
+    pool: PoolWindows,
+    x: &[f32],
+    given: Given<'_>,
+    epilogue: &[ConvEpilogue<'_>],
+    y: &mut [f32],
+) {
+    use super::gemm::{Slot, with_scratch};
+    let p = check(g, pool, x, epilogue, y);
+    if let Given::Stored(w) = given {
+        conv::check_len("weight", w.len(), g.weight_len());
+    }
+    let y = &mut y[..p.output_len()];
+    let Some(how) = fused(kern, g, pool, epilogue) else {
+        return with_scratch(Slot::Pooled, g.output_len(), |full| {
+            match given {
+                Given::Stored(w) => conv::conv2d_forward(kern, g, x, w, epilogue, full),
+                Given::Packed(pk) => conv::conv2d_forward_prepacked(kern, g, x, pk, epilogue, full),
+            }
+            pool::max_pool2d_forward(full, y, p);
+        });
+    };
+    let post = conv::direct_post(epilogue).0;
+    match given {
+        Given::Stored(w) => with_scratch(Slot::Weights, conv::direct_weights_len(kern, g), |wt| {
+            let wts = conv::direct_weights(kern, g, w, wt);
+            fused_threaded(kern, g, how, x, wts, post, y);
+        }),
+        Given::Packed(pk) => {
+            let wts = conv::packed_view(kern, g, pk);
+            fused_threaded(kern, g, how, x, wts, post, y);
+        }
+    }
+}
+
 /// `y = max_pool(epilogue(conv(x, w)))` over the thread pool: the same
 /// bits as [`conv::conv2d_forward`] followed by
 /// [`pool::max_pool2d_forward`], whatever the thread count.
@@ -423,22 +478,7 @@ pub fn conv2d_pool_forward(
     epilogue: &[ConvEpilogue<'_>],
     y: &mut [f32],
 ) {
-    use super::gemm::{Slot, with_scratch};
-    let pool = pool.into();
-    let p = check(g, pool, x, epilogue, y);
-    conv::check_len("weight", w.len(), g.weight_len());
-    let y = &mut y[..p.output_len()];
-    match fused(kern, g, pool, epilogue) {
-        Some(how) => with_scratch(Slot::Weights, conv::direct_weights_len(kern, g), |wt| {
-            let wts = conv::direct_weights(kern, g, w, wt);
-            let post = conv::direct_post(epilogue).0;
-            fused_threaded(kern, g, how, x, wts, post, y);
-        }),
-        None => with_scratch(Slot::Pooled, g.output_len(), |full| {
-            conv::conv2d_forward(kern, g, x, w, epilogue, full);
-            pool::max_pool2d_forward(full, y, p);
-        }),
-    }
+    forward_threaded(kern, g, pool.into(), x, Given::Stored(w), epilogue, y);
 }
 
 /// [`conv2d_pool_forward`] with weights packed in advance by
@@ -457,21 +497,7 @@ pub fn conv2d_pool_forward_prepacked(
     epilogue: &[ConvEpilogue<'_>],
     y: &mut [f32],
 ) {
-    use super::gemm::{Slot, with_scratch};
-    let pool = pool.into();
-    let p = check(g, pool, x, epilogue, y);
-    let y = &mut y[..p.output_len()];
-    match fused(kern, g, pool, epilogue) {
-        Some(how) => {
-            let wts = conv::packed_view(kern, g, packed);
-            let post = conv::direct_post(epilogue).0;
-            fused_threaded(kern, g, how, x, wts, post, y);
-        }
-        None => with_scratch(Slot::Pooled, g.output_len(), |full| {
-            conv::conv2d_forward_prepacked(kern, g, x, packed, epilogue, full);
-            pool::max_pool2d_forward(full, y, p);
-        }),
-    }
+    forward_threaded(kern, g, pool.into(), x, Given::Packed(packed), epilogue, y);
 }
 
 /// The AVX-512F [`PoolDirectKernel`].
