@@ -239,8 +239,8 @@ fn gemm_fixed_cases() {
         (13, 33, 385),
         (100, 3, 1000),
         (3, 100, 7),
-        // Two tiles of columns (A read in place where the variant can),
-        // three (packed), a short last panel of rows.
+        // 64 columns (A read in place where the variant can), 65
+        // (packed), a short last panel of rows.
         (37, 64, 300),
         (37, 65, 300),
         (5, 9, 0),

@@ -850,17 +850,21 @@ fn gemm_rows(
 
 /// Columns of C up to which a stored A is read in place by the variant's
 /// strided microkernels instead of being packed: a packed A block serves
-/// `⌈n / NR⌉` tiles of columns, so with one or two tiles its packing costs
-/// as much as the product when A is large (ResNet's 7×7 layers at batch 1,
-/// 9.4 MB of weights for 49 or 63 columns).
-const STRIDED_MAX_TILES: usize = 2;
+/// `⌈n / NR⌉` tiles of columns, so for few columns its packing costs as much
+/// as the product when A is large (ResNet's 7×7 layers at batch 1, 9.4 MB
+/// of weights for 49 or 63 columns). A count of columns rather than of
+/// tiles: `conv_targets` with `KILN_KERNELS=avx2` (16-wide tiles), two tiles
+/// against 64 columns alternated twice (21:06–21:09), 7×7 forward at batch 1
+/// 39–42 % against 65–66 % of SGEMM, backward-data 33–43 % against 58 %;
+/// on AVX-512 two, three and four 32-wide tiles measured the same.
+const STRIDED_MAX_COLUMNS: usize = 64;
 
 /// The strided microkernel that reads this call's A in place, if the
 /// variant has one and the shape is worth it (no `α` to fold in, at most
-/// [`STRIDED_MAX_TILES`] tiles of columns).
+/// [`STRIDED_MAX_COLUMNS`] columns).
 fn strided_micro(kern: &Kernels, g: &Gemm) -> Option<StridedMicroKernel> {
     let s = kern.micro_strided?;
-    let worth = g.alpha == 1.0 && g.n <= STRIDED_MAX_TILES * kern.nr;
+    let worth = g.alpha == 1.0 && g.n <= STRIDED_MAX_COLUMNS;
     worth.then_some(if g.trans_a { s.cols } else { s.rows })
 }
 
