@@ -233,10 +233,14 @@ fn gemm_fixed_cases() {
         steps: vec![],
         seed: 7,
     };
-    // Whole tiles, ragged edges, depth across blocks, a depth of zero.
+    // Whole tiles, ragged edges, depth across blocks (the portable and NEON
+    // variants block the depth by 256, AVX2 and AVX-512 by 1024), a depth
+    // of zero.
     for (m, n, k) in [
         (12, 32, 384),
         (13, 33, 385),
+        (12, 32, 1100),
+        (13, 33, 2100),
         (100, 3, 1000),
         (3, 100, 7),
         // 64 columns (A read in place where the variant can), 65

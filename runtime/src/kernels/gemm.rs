@@ -1028,22 +1028,54 @@ fn pack_b(
     out: &mut [f32],
 ) {
     let ldb = g.ldb;
+    if !g.trans_b {
+        match nr {
+            32 => pack_b_rows::<32>(b, ldb, pc, kb, jc, nb, out),
+            16 => pack_b_rows::<16>(b, ldb, pc, kb, jc, nb, out),
+            12 => pack_b_rows::<12>(b, ldb, pc, kb, jc, nb, out),
+            _ => unreachable!("pack_b: no variant has NR = {nr}"),
+        }
+        return;
+    }
     for (panel, jr) in (0..nb).step_by(nr).enumerate() {
         let nw = nr.min(nb - jr);
         let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
-        if !g.trans_b {
-            for p in 0..kb {
-                let src = (pc + p) * ldb + jc + jr;
-                let d = &mut dst[p * nr..p * nr + nr];
-                d[..nw].copy_from_slice(&b[src..src + nw]);
-                d[nw..].fill(0.0);
-            }
-        } else {
-            if nw < nr {
-                dst.fill(0.0);
-            }
-            // Columns jc+jr .. of op(B) are rows of B as stored.
-            pack_rows(pack, nw, kb, b, (jc + jr) * ldb + pc, ldb, 1.0, nr, dst);
+        if nw < nr {
+            dst.fill(0.0);
+        }
+        // Columns jc+jr .. of op(B) are rows of B as stored.
+        pack_rows(pack, nw, kb, b, (jc + jr) * ldb + pc, ldb, 1.0, nr, dst);
+    }
+}
+
+/// [`pack_b`] of a row-major B into `NR`-wide panels, row by row of B: each
+/// row's `nb` values are read once, in order, and scattered to the panels
+/// as fixed-size copies (inlined moves, rather than a `memcpy` call per
+/// panel row down a column of panels, which crossed a page per row).
+fn pack_b_rows<const NR: usize>(
+    b: &[f32],
+    ldb: usize,
+    pc: usize,
+    kb: usize,
+    jc: usize,
+    nb: usize,
+    out: &mut [f32],
+) {
+    let full = nb / NR;
+    let rest = nb % NR;
+    for p in 0..kb {
+        let row = &b[(pc + p) * ldb + jc..][..nb];
+        for panel in 0..full {
+            let src: &[f32; NR] = row[panel * NR..][..NR].try_into().unwrap();
+            let dst: &mut [f32; NR] = (&mut out[panel * kb * NR + p * NR..][..NR])
+                .try_into()
+                .unwrap();
+            *dst = *src;
+        }
+        if rest > 0 {
+            let d = &mut out[full * kb * NR + p * NR..][..NR];
+            d[..rest].copy_from_slice(&row[full * NR..]);
+            d[rest..].fill(0.0);
         }
     }
 }
