@@ -290,8 +290,9 @@ fn conv_fixed_geometries() {
             .with_pad(1),
         Conv2dGeometry::new(1, 4, 30, 30, 100, 3, 3).with_pad(1),
         // A batch folded into the forward GEMM's columns (7 × 7 planes, 11
-        // images a GEMM): two full GEMMs and a partial one, and a dilated
-        // plane of 8 × 6.
+        // images a GEMM: two full GEMMs and a partial one) and into
+        // backward-data's (5 images a GEMM: four full and a partial one),
+        // and a dilated plane of 8 × 6.
         Conv2dGeometry::new(24, 6, 7, 7, 20, 3, 3).with_pad(1),
         Conv2dGeometry::new(3, 5, 10, 8, 18, 3, 2)
             .with_pad(1)
@@ -403,6 +404,8 @@ fn conv_thread_count_does_not_change_bits() {
             .with_pad(1)
             .with_stride(2),
         Conv2dGeometry::new(8, 1, 28, 28, 6, 5, 5).with_pad(2),
+        // Backward-data with 5 images a GEMM, over the batch in parallel.
+        Conv2dGeometry::new(12, 40, 7, 7, 40, 3, 3).with_pad(1),
     ];
     for g in &geoms {
         let x = values(g.input_len(), 1);

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::kernels::conv_direct::{self, DirectPost, DirectShape};
 use crate::kernels::dispatch::Kernels;
-use crate::kernels::gemm::{Gemm, gemm_scratch_len_with};
+use crate::kernels::gemm::{Gemm, PackB, gemm_scratch_len_with};
 
 /// The direct kernel's shape for the input gradient of `g`: a stride-1
 /// correlation of the output gradient, padded by `(k − 1)·d − pad` on each
@@ -220,11 +220,12 @@ const BACKWARD_WEIGHT_POSITIONS: usize = 512;
 const BACKWARD_DATA_POSITIONS: usize = 256;
 
 /// Adds the column matrix `col` of the output rows `rows` of group `grp`
-/// back into one image `dx` (the transpose of [`im2col_rows`]; `col` is `k ×
-/// (rows.len() · out_w)`).
+/// back into one image `dx` (the transpose of [`im2col_rows`]; `col` is `k`
+/// rows of `rows.len() · out_w` values, `ld` apart).
 fn col2im_rows(
     g: &Conv2dGeometry,
     col: &[f32],
+    ld: usize,
     grp: usize,
     rows: core::ops::Range<usize>,
     dx: &mut [f32],
@@ -237,7 +238,7 @@ fn col2im_rows(
         for r in 0..g.kh {
             for s in 0..g.kw {
                 let row = (cl * g.kh + r) * g.kw + s;
-                let src = &col[row * plane..(row + 1) * plane];
+                let src = &col[row * ld..row * ld + plane];
                 let (lo, hi) = valid_range(ow, g.w, g.stride[1], s * g.dilation[1], g.pad[1]);
                 if lo >= hi {
                     continue;
@@ -274,10 +275,66 @@ pub fn conv2d_backward_scratch_len(kern: &Kernels, g: &Conv2dGeometry) -> usize 
     // The transposed weight gradient (`swaps_weight_gradient`).
     let gs = Gemm::new(g.col_rows(), g.c_out / g.groups, g.out_h() * g.out_w());
     packed_weights_len(kern, g, true)
-        + col_len(g)
+        + backward_data_col_len(g)
         + gemm_scratch_len_with(kern, &gd)
+            .max(gemm_scratch_len_with(kern, &backward_data_gemm(g)))
             .max(gemm_scratch_len_with(kern, &gw))
             .max(gemm_scratch_len_with(kern, &gs))
+}
+
+/// Images whose input gradients backward-data computes with one GEMM: one
+/// image's product has a column per output position, and a small plane
+/// fills its last tile of columns poorly (7 × 7 = 49 columns use 49 of the
+/// 64 lanes of two 32-wide tiles), so the whole planes of several images
+/// go side by side, up to [`BACKWARD_DATA_POSITIONS`] columns (five 7 × 7
+/// planes, 245 of 256 lanes). Not for a plain product, whose GEMM writes
+/// each image's input gradient in place.
+fn backward_data_fold(g: &Conv2dGeometry) -> usize {
+    let plane = g.out_h() * g.out_w();
+    if g.n < 2 || g.is_plain_product() || 2 * plane > BACKWARD_DATA_POSITIONS {
+        return 1;
+    }
+    (BACKWARD_DATA_POSITIONS / plane).min(g.n)
+}
+
+/// Floats of backward-data's column matrix: the folded images' planes
+/// ([`backward_data_fold`]).
+fn backward_data_col_len(g: &Conv2dGeometry) -> usize {
+    col_len(g) * backward_data_fold(g)
+}
+
+/// The output gradients of several images side by side: `op(B)` of
+/// backward-data's folded GEMM, the `cog` output channels of one group
+/// (from channel `c0`) by `images · plane` columns, column `i·plane + q`
+/// being position `q` of image `i`.
+struct FoldedDy<'a> {
+    dy: &'a [f32],
+    c0: usize,
+    c_out: usize,
+    plane: usize,
+}
+
+impl PackB for FoldedDy<'_> {
+    fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        for (panel, jr) in (0..nb).step_by(nr).enumerate() {
+            let nw = nr.min(nb - jr);
+            let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
+            for p in 0..kb {
+                let d = &mut dst[p * nr..(p + 1) * nr];
+                d[nw..].fill(0.0);
+                // The panel's columns, cut where one image's plane ends.
+                let (mut col, end, mut o) = (jc + jr, jc + jr + nw, 0);
+                while col < end {
+                    let (img, q) = (col / self.plane, col % self.plane);
+                    let run = (self.plane - q).min(end - col);
+                    let at = (img * self.c_out + self.c0 + pc + p) * self.plane + q;
+                    d[o..o + run].copy_from_slice(&self.dy[at..at + run]);
+                    o += run;
+                    col += run;
+                }
+            }
+        }
+    }
 }
 
 /// Output rows per chunk of backward-data's column matrix.
@@ -290,7 +347,10 @@ fn backward_data_rows(g: &Conv2dGeometry) -> usize {
 /// plain product).
 fn backward_data_gemm(g: &Conv2dGeometry) -> Gemm {
     let (k, cog, plane) = (g.col_rows(), g.c_out / g.groups, g.out_h() * g.out_w());
-    if g.is_plain_product() {
+    let fold = backward_data_fold(g);
+    if fold > 1 {
+        Gemm::new(k, fold * plane, cog).transpose_a()
+    } else if g.is_plain_product() {
         Gemm::new(k, plane, cog).transpose_a()
     } else {
         let positions = backward_data_rows(g).min(g.out_h()) * g.out_w();
@@ -301,13 +361,17 @@ fn backward_data_gemm(g: &Conv2dGeometry) -> Gemm {
     }
 }
 
-/// One image of backward-data: `dx` (one image) from `dy` (one image).
-fn backward_data_image(
+/// Backward-data of `images` consecutive images: `dx` from `dy` (those
+/// images), their planes side by side in one GEMM per group when there are
+/// several ([`backward_data_fold`]).
+#[allow(clippy::too_many_arguments)]
+fn backward_data_images(
     kern: &Kernels,
     g: &Conv2dGeometry,
     w: Weights<'_>,
     dy: &[f32],
     dx: &mut [f32],
+    images: usize,
     col: &mut [f32],
     mm: &mut Mm<'_>,
 ) {
@@ -316,8 +380,26 @@ fn backward_data_image(
     let cig = g.c_in / g.groups;
     let k = g.col_rows();
     let hw = g.h * g.w;
+    let in_img = g.c_in * hw;
     for grp in 0..g.groups {
         let wg = w.group(grp);
+        if images > 1 {
+            let cols = images * plane;
+            let chunk = &mut col[..k * cols];
+            let b = FoldedDy {
+                dy,
+                c0: grp * cog,
+                c_out: g.c_out,
+                plane,
+            };
+            let gm = Gemm::new(k, cols, cog).transpose_a();
+            mm.run_custom(kern, &gm, wg.operand(), &b, chunk, &[]);
+            for (i, dxi) in dx.chunks_exact_mut(in_img).enumerate() {
+                dxi[grp * cig * hw..(grp + 1) * cig * hw].fill(0.0);
+                col2im_rows(g, &chunk[i * plane..], cols, grp, 0..g.out_h(), dxi);
+            }
+            continue;
+        }
         let dyg = &dy[grp * cog * plane..(grp + 1) * cog * plane];
         // op(A) = W_gᵀ: W_g is stored cog × k.
         let gm = Gemm::new(k, plane, cog).transpose_a();
@@ -347,7 +429,7 @@ fn backward_data_image(
                     ..Gemm::new(k, positions, cog).transpose_a()
                 };
                 mm.run(kern, &gm, wg, &dyg[oy * ow..], chunk, &[]);
-                col2im_rows(g, chunk, grp, rows.clone(), dx);
+                col2im_rows(g, chunk, positions, grp, rows.clone(), dx);
                 oy = rows.end;
             }
         }
@@ -387,18 +469,13 @@ pub fn conv2d_backward_data_serial(
     let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
     let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, true));
     let wts = pass_weights(kern, g, w, true, &backward_data_gemm(g), pw);
-    let (col, pack) = rest.split_at_mut(col_len(g));
+    let (col, pack) = rest.split_at_mut(backward_data_col_len(g));
     let mut mm = Mm::Serial(pack);
-    for img in 0..g.n {
-        backward_data_image(
-            kern,
-            g,
-            wts,
-            &dy[img * out_img..(img + 1) * out_img],
-            &mut dx[img * in_img..(img + 1) * in_img],
-            col,
-            &mut mm,
-        );
+    let fold = backward_data_fold(g);
+    for (i, dxi) in dx[..g.input_len()].chunks_mut(fold * in_img).enumerate() {
+        let images = dxi.len() / in_img;
+        let dyi = &dy[i * fold * out_img..(i * fold + images) * out_img];
+        backward_data_images(kern, g, wts, dyi, dxi, images, col, &mut mm);
     }
 }
 
@@ -428,22 +505,30 @@ pub fn conv2d_backward_data(
     let work = g.flops() / 2;
     with_scratch(Slot::Weights, packed_weights_len(kern, g, true), |pw| {
         let wts = pass_weights(kern, g, w, true, &backward_data_gemm(g), pw);
+        let fold = backward_data_fold(g);
+        let images_of = |i: usize, dxi: &[f32]| {
+            let images = dxi.len() / in_img;
+            (
+                images,
+                &dy[i * fold * out_img..(i * fold + images) * out_img],
+            )
+        };
         if g.n > 1 && worth_parallel(work) {
             let len = conv2d_backward_scratch_len(kern, g);
-            for_each_chunk_mut(dx, in_img, work, |img, dxi| {
+            for_each_chunk_mut(dx, fold * in_img, work, |i, dxi| {
                 with_scratch(Slot::Conv, len, |scratch| {
-                    let (col, pack) = scratch.split_at_mut(col_len(g));
-                    let dyi = &dy[img * out_img..(img + 1) * out_img];
-                    backward_data_image(kern, g, wts, dyi, dxi, col, &mut Mm::Serial(pack));
+                    let (col, pack) = scratch.split_at_mut(backward_data_col_len(g));
+                    let (images, dyi) = images_of(i, dxi);
+                    let mm = &mut Mm::Serial(pack);
+                    backward_data_images(kern, g, wts, dyi, dxi, images, col, mm);
                 });
             });
             return;
         }
-        with_scratch(Slot::Conv, col_len(g), |col| {
-            for img in 0..g.n {
-                let dyi = &dy[img * out_img..(img + 1) * out_img];
-                let dxi = &mut dx[img * in_img..(img + 1) * in_img];
-                backward_data_image(kern, g, wts, dyi, dxi, col, &mut Mm::Threaded);
+        with_scratch(Slot::Conv, backward_data_col_len(g), |col| {
+            for (i, dxi) in dx.chunks_mut(fold * in_img).enumerate() {
+                let (images, dyi) = images_of(i, dxi);
+                backward_data_images(kern, g, wts, dyi, dxi, images, col, &mut Mm::Threaded);
             }
         });
     });
