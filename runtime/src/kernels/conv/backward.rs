@@ -316,22 +316,28 @@ struct FoldedDy<'a> {
 
 impl PackB for FoldedDy<'_> {
     fn pack_b(&self, pc: usize, kb: usize, jc: usize, nb: usize, nr: usize, out: &mut [f32]) {
+        let plane = self.plane;
         for (panel, jr) in (0..nb).step_by(nr).enumerate() {
             let nw = nr.min(nb - jr);
+            // The panel's columns cut where an image's plane ends, once per
+            // panel: (column, offset of the image's position, length).
+            let mut runs = [(0usize, 0usize, 0usize); crate::kernels::dispatch::MAX_NR];
+            let mut count = 0;
+            let mut o = 0;
+            while o < nw {
+                let (img, q) = ((jc + jr + o) / plane, (jc + jr + o) % plane);
+                let len = (plane - q).min(nw - o);
+                runs[count] = (o, img * self.c_out * plane + q, len);
+                count += 1;
+                o += len;
+            }
             let dst = &mut out[panel * kb * nr..(panel + 1) * kb * nr];
-            for p in 0..kb {
-                let d = &mut dst[p * nr..(p + 1) * nr];
-                d[nw..].fill(0.0);
-                // The panel's columns, cut where one image's plane ends.
-                let (mut col, end, mut o) = (jc + jr, jc + jr + nw, 0);
-                while col < end {
-                    let (img, q) = (col / self.plane, col % self.plane);
-                    let run = (self.plane - q).min(end - col);
-                    let at = (img * self.c_out + self.c0 + pc + p) * self.plane + q;
-                    d[o..o + run].copy_from_slice(&self.dy[at..at + run]);
-                    o += run;
-                    col += run;
+            for (p, d) in dst.chunks_exact_mut(nr).take(kb).enumerate() {
+                let channel = (self.c0 + pc + p) * plane;
+                for &(o, at, len) in &runs[..count] {
+                    d[o..o + len].copy_from_slice(&self.dy[channel + at..channel + at + len]);
                 }
+                d[nw..].fill(0.0);
             }
         }
     }
