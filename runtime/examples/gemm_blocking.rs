@@ -75,6 +75,7 @@ fn main() {
     let a: Vec<f32> = (0..n * n).map(|i| (i % 17) as f32 * 0.01).collect();
     let b: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 * 0.01).collect();
     let mut c = vec![0.0f32; n * n];
+    println!("cpu: {}", common::cpu());
     println!("variant {}, {n}³, {rounds} paired rounds", base.name);
     // What packing A alone costs, against the product's time at the peak.
     let mut packed = vec![0.0f32; packed_a_len(&base, &g)];

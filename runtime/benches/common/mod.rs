@@ -153,6 +153,7 @@ impl Recorder {
         let dir = target_dir().join("kiln-bench");
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join(format!("{}.jsonl", self.bench));
+        let cpu = cpu();
         match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -161,14 +162,15 @@ impl Recorder {
             Ok(mut file) => {
                 for r in &self.records {
                     let line = format!(
-                        "{{\"name\":\"{}\",\"flops\":{},\"seconds\":{:e},\"gflops\":{:.3},\"peak_gflops\":{:.3},\"clock\":\"{}\",\"kernels\":\"{}\"}}",
+                        "{{\"name\":\"{}\",\"flops\":{},\"seconds\":{:e},\"gflops\":{:.3},\"peak_gflops\":{:.3},\"clock\":\"{}\",\"kernels\":\"{}\",\"cpu\":\"{}\"}}",
                         r.name,
                         r.flops,
                         r.seconds,
                         r.gflops(),
                         r.peak_gflops,
                         r.clock.name(),
-                        kiln_runtime::kernels::dispatch::kernels().name
+                        kiln_runtime::kernels::dispatch::kernels().name,
+                        cpu
                     );
                     let _ = writeln!(file, "{line}");
                 }
@@ -176,6 +178,7 @@ impl Recorder {
             Err(e) => eprintln!("kiln-bench: cannot write {}: {e}", path.display()),
         }
         println!();
+        println!("cpu: {cpu}");
         println!(
             "{:<36} {:>12} {:>12} {:>9} {:>9} {:>7} {:>10}",
             "case", "MFLOP", "median µs", "GFLOP/s", "peak", "% peak", "clock"
@@ -193,6 +196,28 @@ impl Recorder {
             );
         }
         println!("(written to {})", path.display());
+    }
+}
+
+/// The host's processor as Linux names it (model name, family, model,
+/// stepping), so that records from different hosts of a shared pool can be
+/// told apart; `unknown` elsewhere.
+pub fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().replace('"', "'"))
+    };
+    match field("model name") {
+        Some(name) => format!(
+            "{name} (family {}, model {}, stepping {})",
+            field("cpu family").unwrap_or_default(),
+            field("model").unwrap_or_default(),
+            field("stepping").unwrap_or_default()
+        ),
+        None => "unknown".to_string(),
     }
 }
 
