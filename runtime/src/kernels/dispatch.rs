@@ -216,7 +216,7 @@ pub static AVX2: Kernels = Kernels {
     dot: gemm_micro::dot_avx2,
     dot_rows: conv_direct::dot_rows_avx2,
     max_pool_2x2: pool::max_pool_2x2_portable,
-    pack_transpose: pack::pack_transpose_portable,
+    pack_transpose: pack::pack_transpose_avx2,
     conv_direct: Some(conv_direct::direct_avx2),
     conv_direct_channels: None,
     conv_pool_positions: None,
