@@ -219,6 +219,7 @@ fn check(
     g: &Conv2dGeometry,
     pool: PoolWindows,
     x: &[f32],
+    given: Given<'_>,
     epilogue: &[ConvEpilogue<'_>],
     y: &[f32],
 ) -> PoolWindows {
@@ -228,6 +229,9 @@ fn check(
         panic!("conv + max pool: {e}");
     }
     conv::check_len("input", x.len(), g.input_len());
+    if let Given::Stored(w) = given {
+        conv::check_len("weight", w.len(), g.weight_len());
+    }
     conv::check_len("pooled output", y.len(), p.output_len());
     conv::check_conv_epilogue(g, epilogue);
     p
@@ -315,12 +319,9 @@ fn forward_serial(
     y: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let p = check(g, pool, x, epilogue, y);
+    let p = check(g, pool, x, given, epilogue, y);
     let need = match given {
-        Given::Stored(w) => {
-            conv::check_len("weight", w.len(), g.weight_len());
-            conv2d_pool_forward_scratch_len(kern, g, pool, epilogue)
-        }
+        Given::Stored(_) => conv2d_pool_forward_scratch_len(kern, g, pool, epilogue),
         Given::Packed(_) => conv2d_pool_forward_prepacked_scratch_len(kern, g, pool, epilogue),
     };
     conv::check_len("scratch", scratch.len(), need);
@@ -434,10 +435,7 @@ fn forward_threaded(
     y: &mut [f32],
 ) {
     use super::gemm::{Slot, with_scratch};
-    let p = check(g, pool, x, epilogue, y);
-    if let Given::Stored(w) = given {
-        conv::check_len("weight", w.len(), g.weight_len());
-    }
+    let p = check(g, pool, x, given, epilogue, y);
     let y = &mut y[..p.output_len()];
     let Some(how) = fused(kern, g, pool, epilogue) else {
         return with_scratch(Slot::Pooled, g.output_len(), |full| {

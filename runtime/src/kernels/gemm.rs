@@ -1033,7 +1033,7 @@ fn pack_b(
             32 => pack_b_rows::<32>(b, ldb, pc, kb, jc, nb, out),
             16 => pack_b_rows::<16>(b, ldb, pc, kb, jc, nb, out),
             12 => pack_b_rows::<12>(b, ldb, pc, kb, jc, nb, out),
-            _ => unreachable!("pack_b: no variant has NR = {nr}"),
+            _ => unreachable!("pack_b: no variant has NR = {nr} (see packs_b_rows)"),
         }
         return;
     }
@@ -1047,6 +1047,21 @@ fn pack_b(
         pack_rows(pack, nw, kb, b, (jc + jr) * ldb + pc, ldb, 1.0, nr, dst);
     }
 }
+
+/// Whether [`pack_b`] has a [`pack_b_rows`] instance for panels `nr`
+/// wide: every variant's NR must (checked at compile time below).
+const fn packs_b_rows(nr: usize) -> bool {
+    matches!(nr, 12 | 16 | 32)
+}
+
+const _: () = {
+    use super::gemm_micro as mk;
+    assert!(packs_b_rows(mk::PORTABLE_NR));
+    #[cfg(target_arch = "x86_64")]
+    assert!(packs_b_rows(mk::AVX2_NR) && packs_b_rows(mk::AVX512_NR));
+    #[cfg(target_arch = "aarch64")]
+    assert!(packs_b_rows(mk::NEON_NR));
+};
 
 /// [`pack_b`] of a row-major B into `NR`-wide panels, row by row of B: each
 /// row's `nb` values are read once, in order, and scattered to the panels

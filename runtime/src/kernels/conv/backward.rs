@@ -367,17 +367,17 @@ fn backward_data_gemm(g: &Conv2dGeometry) -> Gemm {
     }
 }
 
-/// Backward-data of `images` consecutive images: `dx` from `dy` (those
-/// images), their planes side by side in one GEMM per group when there are
-/// several ([`backward_data_fold`]).
+/// Backward-data of the consecutive images from `img0` that `dx` holds
+/// (`dy`: the whole batch's output gradient), their planes side by side in
+/// one GEMM per group when there are several ([`backward_data_fold`]).
 #[allow(clippy::too_many_arguments)]
 fn backward_data_images(
     kern: &Kernels,
     g: &Conv2dGeometry,
     w: Weights<'_>,
     dy: &[f32],
+    img0: usize,
     dx: &mut [f32],
-    images: usize,
     col: &mut [f32],
     mm: &mut Mm<'_>,
 ) {
@@ -387,6 +387,9 @@ fn backward_data_images(
     let k = g.col_rows();
     let hw = g.h * g.w;
     let in_img = g.c_in * hw;
+    let images = dx.len() / in_img;
+    let out_img = g.c_out * plane;
+    let dy = &dy[img0 * out_img..(img0 + images) * out_img];
     for grp in 0..g.groups {
         let wg = w.group(grp);
         if images > 1 {
@@ -472,16 +475,14 @@ pub fn conv2d_backward_data_serial(
     if uses_direct_backward_data(kern, g) {
         return backward_data_direct(kern, g, w, dy, dx, scratch, false);
     }
-    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
+    let in_img = g.c_in * g.h * g.w;
     let (pw, rest) = scratch.split_at_mut(packed_weights_len(kern, g, true));
     let wts = pass_weights(kern, g, w, true, &backward_data_gemm(g), pw);
     let (col, pack) = rest.split_at_mut(backward_data_col_len(g));
     let mut mm = Mm::Serial(pack);
     let fold = backward_data_fold(g);
     for (i, dxi) in dx[..g.input_len()].chunks_mut(fold * in_img).enumerate() {
-        let images = dxi.len() / in_img;
-        let dyi = &dy[i * fold * out_img..(i * fold + images) * out_img];
-        backward_data_images(kern, g, wts, dyi, dxi, images, col, &mut mm);
+        backward_data_images(kern, g, wts, dy, i * fold, dxi, col, &mut mm);
     }
 }
 
@@ -506,35 +507,26 @@ pub fn conv2d_backward_data(
             backward_data_direct(kern, g, w, dy, dx, wt, true)
         });
     }
-    let (in_img, out_img) = (g.c_in * g.h * g.w, g.c_out * g.out_h() * g.out_w());
+    let in_img = g.c_in * g.h * g.w;
     let dx = &mut dx[..g.input_len()];
     let work = g.flops() / 2;
     with_scratch(Slot::Weights, packed_weights_len(kern, g, true), |pw| {
         let wts = pass_weights(kern, g, w, true, &backward_data_gemm(g), pw);
         let fold = backward_data_fold(g);
-        let images_of = |i: usize, dxi: &[f32]| {
-            let images = dxi.len() / in_img;
-            (
-                images,
-                &dy[i * fold * out_img..(i * fold + images) * out_img],
-            )
-        };
         if g.n > 1 && worth_parallel(work) {
             let len = conv2d_backward_scratch_len(kern, g);
             for_each_chunk_mut(dx, fold * in_img, work, |i, dxi| {
                 with_scratch(Slot::Conv, len, |scratch| {
                     let (col, pack) = scratch.split_at_mut(backward_data_col_len(g));
-                    let (images, dyi) = images_of(i, dxi);
                     let mm = &mut Mm::Serial(pack);
-                    backward_data_images(kern, g, wts, dyi, dxi, images, col, mm);
+                    backward_data_images(kern, g, wts, dy, i * fold, dxi, col, mm);
                 });
             });
             return;
         }
         with_scratch(Slot::Conv, backward_data_col_len(g), |col| {
             for (i, dxi) in dx.chunks_mut(fold * in_img).enumerate() {
-                let (images, dyi) = images_of(i, dxi);
-                backward_data_images(kern, g, wts, dyi, dxi, images, col, &mut Mm::Threaded);
+                backward_data_images(kern, g, wts, dy, i * fold, dxi, col, &mut Mm::Threaded);
             }
         });
     });
